@@ -1,0 +1,61 @@
+"""llm_middleware: cache LLM calls by the intent of the prompt.
+
+``@cache_by_intent`` classifies each prompt (time-sensitive → never cached,
+reference → 24 h, code → 1 h, anything else → 5 min), looks the call up in
+ordered tiers (memory first, memcached last), promotes hits upwards, stores
+misses, and emits one structlog event per decision.
+"""
+
+from __future__ import annotations
+
+from .backend import AsyncBackend, Backend
+from .chain import CallContext, Step
+from .config import configure
+from .control import bypass, refresh, use_policy
+from .decorator import cache_by_intent, cache_info
+from .errors import (
+    BackendLoadError,
+    ConfigurationError,
+    DecorationError,
+    LLMMiddlewareError,
+    SkipCache,
+)
+from .policy import (
+    POLICY_TTL,
+    CachePolicy,
+    Classification,
+    IntentRules,
+    Rule,
+    determine_cache_policy,
+)
+from .registry import backend_from_url, load_backend
+from .tiers import MultiLevelCache
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "POLICY_TTL",
+    "AsyncBackend",
+    "Backend",
+    "BackendLoadError",
+    "CachePolicy",
+    "CallContext",
+    "Classification",
+    "ConfigurationError",
+    "DecorationError",
+    "IntentRules",
+    "LLMMiddlewareError",
+    "MultiLevelCache",
+    "Rule",
+    "SkipCache",
+    "Step",
+    "backend_from_url",
+    "bypass",
+    "cache_by_intent",
+    "cache_info",
+    "configure",
+    "determine_cache_policy",
+    "load_backend",
+    "refresh",
+    "use_policy",
+]

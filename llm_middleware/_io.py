@@ -1,0 +1,108 @@
+"""The I/O protocol: flows are generators that yield operations; drivers run them.
+
+A flow (lookup, store, a whole cached call) is written once, free of I/O, as a
+generator that yields `Op` s and receives their results (or has their exceptions
+thrown into it). `run_sync` performs each op by blocking; `run_async` awaits it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Generator
+from typing import Any, TypeVar
+
+from .backend import Backend
+
+__all__ = ["Flow", "Op", "TierOp", "run_async", "run_sync"]
+
+T = TypeVar("T")
+
+
+class Op:
+    """One operation a flow asks its driver to perform."""
+
+    __slots__ = ()
+
+    def run(self) -> Any:
+        raise NotImplementedError
+
+    async def arun(self) -> Any:
+        raise NotImplementedError
+
+
+Flow = Generator[Op, Any, T]
+
+
+class Tier:
+    """A backend as the cache sees it: a name, its limits and its sync/async calls."""
+
+    __slots__ = ("adelete", "aget", "aset", "backend", "max_value_bytes", "name")
+
+    def __init__(self, name: str, backend: Backend) -> None:
+        self.name = name
+        self.backend = backend
+        self.max_value_bytes: int | None = getattr(backend, "max_value_bytes", None)
+        self.aget: Callable[[str], Awaitable[bytes | None]] = _async_twin(backend, "get")
+        self.aset: Callable[[str, bytes, float], Awaitable[None]] = _async_twin(backend, "set")
+        self.adelete: Callable[[str], Awaitable[None]] = _async_twin(backend, "delete")
+
+
+def _async_twin(backend: Backend, name: str) -> Any:
+    twin = getattr(backend, "a" + name, None)
+    if twin is not None:
+        return twin
+    sync = getattr(backend, name)
+
+    async def in_thread(*args: Any) -> Any:
+        return await asyncio.to_thread(sync, *args)
+
+    return in_thread
+
+
+class TierOp(Op):
+    """``get``/``set``/``delete`` on one tier."""
+
+    __slots__ = ("args", "method", "tier")
+
+    def __init__(self, tier: Tier, method: str, *args: Any) -> None:
+        self.tier = tier
+        self.method = method
+        self.args = args
+
+    def run(self) -> Any:
+        return getattr(self.tier.backend, self.method)(*self.args)
+
+    async def arun(self) -> Any:
+        return await getattr(self.tier, "a" + self.method)(*self.args)
+
+
+def run_sync(flow: Flow[T]) -> T:
+    """Drive ``flow`` to its end, performing each op by blocking."""
+    result: Any = None
+    error: BaseException | None = None
+    while True:
+        try:
+            op = flow.send(result) if error is None else flow.throw(error)
+        except StopIteration as stop:
+            return stop.value  # type: ignore[no-any-return]
+        result = error = None
+        try:
+            result = op.run()
+        except BaseException as exc:  # thrown back into the flow, which decides
+            error = exc
+
+
+async def run_async(flow: Flow[T]) -> T:
+    """Drive ``flow`` to its end, awaiting each op."""
+    result: Any = None
+    error: BaseException | None = None
+    while True:
+        try:
+            op = flow.send(result) if error is None else flow.throw(error)
+        except StopIteration as stop:
+            return stop.value  # type: ignore[no-any-return]
+        result = error = None
+        try:
+            result = await op.arun()
+        except BaseException as exc:
+            error = exc

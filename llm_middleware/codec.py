@@ -1,0 +1,194 @@
+"""Values: JSON in a versioned envelope, compressed when large. Never pickle.
+
+A stored entry decodes only to a type this module knows: ``str``, JSON data, the
+wrapped function's return-annotation pydantic model, or a type registered with
+`register_type` (the OpenAI integration registers its response models). The
+stored data names a *tag* from that registry; it never names a class to import.
+"""
+
+from __future__ import annotations
+
+import json
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = [
+    "ENVELOPE_SCHEMA",
+    "Codec",
+    "Envelope",
+    "InvalidEntry",
+    "UnsupportedValue",
+    "register_type",
+]
+
+ENVELOPE_SCHEMA = 1
+_PLAIN = b"{"[0]
+_ZLIB = b"z"[0]
+
+
+class UnsupportedValue(TypeError):
+    """A return value the codec cannot store faithfully; the call is not cached."""
+
+
+class InvalidEntry(ValueError):
+    """Stored bytes that are not a valid envelope of the current schema."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True, slots=True)
+class _TypeHandler:
+    tag: str
+    match: Callable[[Any], bool]
+    dump: Callable[[Any], Any]
+    load: Callable[[Any], Any]
+    usage: Callable[[Any], dict[str, int] | None]
+
+
+_HANDLERS: dict[str, _TypeHandler] = {}
+
+
+def register_type(
+    tag: str,
+    match: Callable[[Any], bool],
+    dump: Callable[[Any], Any],
+    load: Callable[[Any], Any],
+    usage: Callable[[Any], dict[str, int] | None] = lambda value: None,
+) -> None:
+    """Teach the codec a type: values for which ``match`` is true are stored as
+    ``dump(value)`` (JSON data) and read back with ``load``; ``usage`` reports the
+    token usage the answer cost (for ``saved_tokens``)."""
+    _HANDLERS[tag] = _TypeHandler(tag, match, dump, load, usage)
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    """A decoded entry: the value and what is known about the call that made it."""
+
+    value: Any
+    policy: str
+    created: float
+    expires: float
+    duration_ms: float
+    usage: dict[str, int] | None
+
+    def remaining(self, now: float) -> float:
+        return self.expires - now
+
+    @property
+    def saved_tokens(self) -> int:
+        return int((self.usage or {}).get("total_tokens", 0))
+
+
+def _is_model_class(tp: object) -> bool:
+    return isinstance(tp, type) and hasattr(tp, "model_validate") and hasattr(tp, "model_dump")
+
+
+class Codec:
+    """Encodes answers into envelopes and back.
+
+    ``result_type`` is the wrapped function's return annotation; when it is a
+    pydantic model class, values of exactly that class are stored and restored.
+    """
+
+    __slots__ = ("_model", "compress_min_bytes")
+
+    def __init__(self, result_type: object = None, *, compress_min_bytes: int = 4096) -> None:
+        self._model: Any = result_type if _is_model_class(result_type) else None
+        self.compress_min_bytes = compress_min_bytes
+
+    def _dump_value(self, value: Any) -> tuple[str, Any, dict[str, int] | None]:
+        if type(value) is str:
+            return "str", value, None
+        for handler in _HANDLERS.values():
+            if handler.match(value):
+                return handler.tag, handler.dump(value), handler.usage(value)
+        if self._model is not None and type(value) is self._model:
+            return "model", value.model_dump(mode="json"), None
+        if value is None:
+            raise UnsupportedValue("a None result is not cached")
+        try:
+            text = json.dumps(value, allow_nan=False)
+        except (TypeError, ValueError) as exc:
+            raise UnsupportedValue(f"cannot store a {type(value).__qualname__} result") from exc
+        if json.loads(text) != value:  # tuples, non-str keys...: not faithful
+            raise UnsupportedValue(f"a {type(value).__qualname__} result does not round-trip")
+        return "json", value, None
+
+    def encode(
+        self,
+        value: Any,
+        *,
+        policy: str,
+        created: float,
+        ttl: float,
+        duration_ms: float,
+        usage: dict[str, int] | None = None,
+    ) -> tuple[bytes, Envelope]:
+        """The stored bytes for ``value``, and the envelope they decode to."""
+        tag, data, found_usage = self._dump_value(value)
+        envelope = Envelope(
+            value, policy, created, created + ttl, duration_ms, usage or found_usage
+        )
+        doc = {
+            "schema": ENVELOPE_SCHEMA,
+            "type": tag,
+            "policy": policy,
+            "created": created,
+            "expires": envelope.expires,
+            "duration_ms": round(duration_ms, 3),
+            "usage": envelope.usage,
+            "value": data,
+        }
+        raw = json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode()
+        if len(raw) >= self.compress_min_bytes:
+            packed = b"z" + zlib.compress(raw, 6)
+            if len(packed) < len(raw):
+                return packed, envelope
+        return raw, envelope
+
+    def decode(self, data: bytes) -> Envelope:
+        """The envelope stored in ``data``; `InvalidEntry` when it is not one."""
+        if not data:
+            raise InvalidEntry("empty")
+        if data[0] == _ZLIB:
+            try:
+                data = zlib.decompress(data[1:])
+            except zlib.error as exc:
+                raise InvalidEntry("corrupt_compression") from exc
+        if data[0] != _PLAIN:
+            raise InvalidEntry("not_envelope")
+        try:
+            doc = json.loads(data)
+            schema, tag, raw = doc["schema"], doc["type"], doc["value"]
+            envelope_fields = (
+                str(doc["policy"]),
+                float(doc["created"]),
+                float(doc["expires"]),
+                float(doc["duration_ms"]),
+                doc["usage"],
+            )
+        except (ValueError, KeyError, TypeError) as exc:
+            raise InvalidEntry("not_envelope") from exc
+        if schema != ENVELOPE_SCHEMA:
+            raise InvalidEntry("schema_mismatch")
+        return Envelope(self._load_value(tag, raw), *envelope_fields)
+
+    def _load_value(self, tag: object, raw: Any) -> Any:
+        try:
+            if tag == "str" and type(raw) is str:
+                return raw
+            if tag == "json":
+                return raw
+            if tag == "model" and self._model is not None:
+                return self._model.model_validate(raw)
+            handler = _HANDLERS.get(tag) if isinstance(tag, str) else None
+            if handler is not None:
+                return handler.load(raw)
+        except Exception as exc:
+            raise InvalidEntry("bad_value") from exc
+        raise InvalidEntry("unknown_type")

@@ -1,0 +1,93 @@
+"""The process-wide defaults: the cache and the intent rules a bare decorator uses.
+
+Without configuration the default cache is the original sketch's two memory
+tiers (100 items / 300 s, 1,000 items / 3,600 s), or the tiers named by the
+environment variable ``LLM_MIDDLEWARE_TIERS`` (a ``;``-separated list of
+backend URLs). It is built on first use, so `configure` may run after decoration.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Sequence
+
+from .backend import Backend
+from .errors import ConfigurationError
+from .policy import Classifier, IntentRules
+from .registry import backend_from_url
+from .tiers import MultiLevelCache
+
+__all__ = ["DEFAULT_TIERS", "TIERS_ENV", "configure", "default_cache", "default_rules"]
+
+TIERS_ENV = "LLM_MIDDLEWARE_TIERS"
+DEFAULT_TIERS = "memory://?maxsize=100&ttl=300;memory://?maxsize=1000&ttl=3600"
+
+_lock = threading.Lock()
+_cache: MultiLevelCache | None = None
+_rules: IntentRules | Classifier = IntentRules.default()
+
+
+def cache_from_urls(urls: str | Sequence[str]) -> MultiLevelCache:
+    """A cache whose tiers are the backends of ``urls`` (a list, or ``;``-separated)."""
+    if isinstance(urls, str):
+        urls = [u.strip() for u in urls.split(";")]
+    urls = [u for u in urls if u]
+    if not urls:
+        raise ConfigurationError("no backend URLs given for the cache tiers")
+    return MultiLevelCache([backend_from_url(url) for url in urls])
+
+
+def configure(
+    *,
+    cache: MultiLevelCache | None = None,
+    tiers: str | Sequence[str | Backend] | None = None,
+    rules: IntentRules | Classifier | None = None,
+) -> MultiLevelCache:
+    """Set the process default cache (a `MultiLevelCache`, or ``tiers``: backends or
+    backend URLs) and/or the default intent rules. Returns the default cache.
+
+    Errors in the configuration (unknown backend, bad URL or option) raise here.
+    """
+    global _cache, _rules
+    if cache is not None and tiers is not None:
+        raise ConfigurationError("configure() takes cache= or tiers=, not both")
+    if tiers is not None:
+        if isinstance(tiers, str) or all(isinstance(t, str) for t in tiers):
+            cache = cache_from_urls(tiers)  # type: ignore[arg-type]
+        else:
+            backends = [backend_from_url(t) if isinstance(t, str) else t for t in tiers]
+            cache = MultiLevelCache(backends)
+    if rules is not None and not callable(rules):
+        raise ConfigurationError(f"rules must be IntentRules or a classifier, not {rules!r}")
+    with _lock:
+        if cache is not None:
+            _cache = cache
+        if rules is not None:
+            _rules = rules
+    return default_cache()
+
+
+def default_cache() -> MultiLevelCache:
+    """The process default cache, built from the environment on first use."""
+    global _cache
+    cache = _cache
+    if cache is None:
+        with _lock:
+            if _cache is None:
+                _cache = cache_from_urls(os.environ.get(TIERS_ENV) or DEFAULT_TIERS)
+            cache = _cache
+    return cache
+
+
+def default_rules() -> IntentRules | Classifier:
+    """The process default classifier."""
+    return _rules
+
+
+def reset() -> None:
+    """Forget the configured defaults (the next use rebuilds them). For tests."""
+    global _cache, _rules
+    with _lock:
+        _cache = None
+        _rules = IntentRules.default()

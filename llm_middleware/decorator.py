@@ -1,0 +1,267 @@
+"""`cache_by_intent`: the decorator that puts the chain in front of an LLM call."""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import typing
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, TypeVar, overload
+
+import wrapt
+
+from . import config
+from ._io import run_async, run_sync
+from .chain import (
+    DEFAULT_TIERS_FOR,
+    BuildKey,
+    CallContext,
+    ChoosePolicy,
+    ReadIntent,
+    ResultAdapter,
+    Step,
+    Upstream,
+    cached_call,
+    check_controls,
+    run_steps,
+)
+from .codec import Codec
+from .errors import DecorationError
+from .policy import CachePolicy, Classifier, IntentRules
+from .prompt import intent_reader
+from .singleflight import AsyncFlights, Flights
+from .stats import CacheStats, StatsSnapshot
+from .tiers import MultiLevelCache
+
+__all__ = ["cache_by_intent"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+Namespace = str | Callable[[Mapping[str, Any]], "str | None"]
+
+
+def _underlying(target: Any) -> Callable[..., Any]:
+    """The plain function inside a classmethod/staticmethod object."""
+    return target.__func__ if isinstance(target, (classmethod, staticmethod)) else target
+
+
+def _return_type(func: Callable[..., Any]) -> object:
+    try:
+        return typing.get_type_hints(func).get("return")
+    except Exception:  # unresolvable forward references: no model decoding
+        return None
+
+
+class _CachedFunction:
+    """What the decorator decided once, at decoration time, for one function."""
+
+    def __init__(
+        self,
+        func: Callable[..., Any],
+        *,
+        cache: MultiLevelCache | None = None,
+        rules: IntentRules | Classifier | None = None,
+        prompt_arg: str | Callable[[Mapping[str, Any]], str] | None = None,
+        ignore: Iterable[str] = (),
+        namespace: Namespace | None = None,
+        tiers_for: Mapping[CachePolicy, int | None] | None = None,
+        steps: Sequence[Step] = (),
+        adapter: ResultAdapter | None = None,
+    ) -> None:
+        self.func = func
+        self.adapter = adapter
+        self.name = f"{func.__module__}.{func.__qualname__}"
+        self.signature = inspect.signature(func)
+        params = list(self.signature.parameters.values())
+        self.bound_signature = self.signature.replace(parameters=params[1:])
+        self.cache = cache
+        self.rules = rules
+        ignore = tuple(ignore)
+        if isinstance(ignore, str) or not all(isinstance(i, str) for i in ignore):
+            raise DecorationError("ignore= takes a sequence of argument names")
+        unknown = [n for n in ignore if n not in self.signature.parameters]
+        if unknown:
+            raise DecorationError(f"{self.name}: ignore= names unknown arguments {unknown}")
+        for step in steps:
+            if not callable(step):
+                raise DecorationError(f"steps= takes callables, not {step!r}")
+        merged_tiers = {**DEFAULT_TIERS_FOR, **(tiers_for or {})}
+        for policy, depth in merged_tiers.items():
+            if depth is not None and (not isinstance(depth, int) or depth < 1):
+                raise DecorationError(f"tiers_for[{policy}] must be a positive int or None")
+        self.choose_policy = ChoosePolicy(rules or config.default_rules(), merged_tiers)
+        self.steps: tuple[Step, ...] = (
+            check_controls,
+            ReadIntent(intent_reader(self.name, self.signature, prompt_arg)),
+            self.choose_policy,
+            *steps,
+            BuildKey(ignore, namespace),
+        )
+        self.codec = Codec(_return_type(func))
+        self.stats = CacheStats()
+        self.flights = Flights()
+        self.async_flights: AsyncFlights[Any] = AsyncFlights()
+
+    def context(
+        self, instance: object, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> CallContext | None:
+        """Bind the call's arguments and run the steps; ``None`` when the arguments do
+        not fit the signature (the function then raises its own TypeError)."""
+        signature = self.signature if instance is None else self.bound_signature
+        try:
+            bound = signature.bind(*args, **kwargs)
+        except TypeError:
+            return None
+        bound.apply_defaults()
+        if self.rules is None:  # follow configure(rules=...) made after decoration
+            self.choose_policy.classifier = config.default_rules()
+        ctx = CallContext(self.name, bound.arguments, instance)
+        run_steps(self.steps, ctx)
+        return ctx
+
+    def recorders(self, cache: MultiLevelCache) -> tuple[CacheStats, CacheStats]:
+        return (cache.recorder, self.stats)
+
+    def call(
+        self,
+        wrapped: Callable[..., Any],
+        instance: object,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> Any:
+        ctx = self.context(instance, args, kwargs)
+        if ctx is None:
+            return wrapped(*args, **kwargs)
+        cache = self.cache or config.default_cache()
+        upstream = Upstream(lambda: wrapped(*args, **kwargs), None, self.flights)
+        flow = cached_call(ctx, cache, self.codec, upstream, self.recorders(cache), self.adapter)
+        return run_sync(flow)
+
+    async def acall(
+        self,
+        wrapped: Callable[..., Any],
+        instance: object,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> Any:
+        ctx = self.context(instance, args, kwargs)
+        if ctx is None:
+            return await wrapped(*args, **kwargs)
+        cache = self.cache or config.default_cache()
+        upstream = Upstream(lambda: wrapped(*args, **kwargs), None, self.async_flights)
+        flow = cached_call(ctx, cache, self.codec, upstream, self.recorders(cache), self.adapter)
+        return await run_async(flow)
+
+
+@overload
+def cache_by_intent(func: F, /) -> F: ...
+
+
+@overload
+def cache_by_intent(
+    func: None = None,
+    /,
+    *,
+    cache: MultiLevelCache | None = None,
+    rules: IntentRules | Classifier | None = None,
+    prompt_arg: str | Callable[[Mapping[str, Any]], str] | None = None,
+    ignore: Iterable[str] = (),
+    namespace: Namespace | None = None,
+    tiers_for: Mapping[CachePolicy, int | None] | None = None,
+    steps: Sequence[Step] = (),
+) -> Callable[[F], F]: ...
+
+
+def cache_by_intent(
+    func: Any = None,
+    /,
+    *,
+    cache: MultiLevelCache | None = None,
+    rules: IntentRules | Classifier | None = None,
+    prompt_arg: str | Callable[[Mapping[str, Any]], str] | None = None,
+    ignore: Iterable[str] = (),
+    namespace: Namespace | None = None,
+    tiers_for: Mapping[CachePolicy, int | None] | None = None,
+    steps: Sequence[Step] = (),
+) -> Any:
+    """Cache a function that calls an LLM, with a lifetime chosen by the prompt's intent.
+
+    Use bare (``@cache_by_intent``: the process default cache and rules) or with
+    options:
+
+    - ``cache``: the `MultiLevelCache` to use (default: `configure` / environment).
+    - ``rules``: `IntentRules` or any ``Callable[[str], CachePolicy]``.
+    - ``prompt_arg``: the argument holding the intent text, or a callable of the
+      bound arguments (default: ``prompt``, else the last user message of ``messages``).
+    - ``ignore``: argument names left out of the key (clients, timeouts).
+    - ``namespace``: a string, or a callable of the bound arguments; entries of one
+      namespace are never served to another.
+    - ``tiers_for``: policy → how many tiers (from the top) store its answers
+      (default SHORT → 1, MEDIUM → 2, LONG → all).
+    - ``steps``: extra chain steps, run after the policy is chosen and before the
+      key is built; each is ``step(ctx: CallContext) -> None`` and may raise
+      `SkipCache`.
+
+    Methods: ``self``/``cls`` are not part of the key; an instance whose answers
+    depend on its state defines ``__cache_key__(self)`` returning JSON data.
+    """
+    if func is None:
+        return functools.partial(
+            cache_by_intent,
+            cache=cache,
+            rules=rules,
+            prompt_arg=prompt_arg,
+            ignore=ignore,
+            namespace=namespace,
+            tiers_for=tiers_for,
+            steps=steps,
+        )
+    return decorate(
+        func,
+        cache=cache,
+        rules=rules,
+        prompt_arg=prompt_arg,
+        ignore=ignore,
+        namespace=namespace,
+        tiers_for=tiers_for,
+        steps=steps,
+    )
+
+
+def decorate(func: Any, *, adapter: ResultAdapter | None = None, **options: Any) -> Any:
+    """`cache_by_intent` for integrations: the same wrapper, plus a result ``adapter``."""
+    target = _underlying(func)
+    if not callable(target):
+        raise DecorationError(f"cache_by_intent decorates functions, not {func!r}")
+    cached = _CachedFunction(target, adapter=adapter, **options)
+    if inspect.iscoroutinefunction(target):
+
+        @wrapt.decorator
+        async def async_wrapper(
+            wrapped: Callable[..., Any],
+            instance: Any,
+            args: tuple[Any, ...],
+            kwargs: dict[str, Any],
+        ) -> Any:
+            return await cached.acall(wrapped, instance, args, kwargs)
+
+        wrapper = async_wrapper(func)
+    else:
+
+        @wrapt.decorator
+        def sync_wrapper(
+            wrapped: Callable[..., Any],
+            instance: Any,
+            args: tuple[Any, ...],
+            kwargs: dict[str, Any],
+        ) -> Any:
+            return cached.call(wrapped, instance, args, kwargs)
+
+        wrapper = sync_wrapper(func)
+    wrapper.cache_info = cached.stats.snapshot  # type: ignore[attr-defined]
+    return wrapper
+
+
+def cache_info(func: Callable[..., Any]) -> StatsSnapshot:
+    """The counters of one decorated function (also ``func.cache_info()``)."""
+    info: Callable[[], StatsSnapshot] = func.cache_info  # type: ignore[attr-defined]
+    return info()

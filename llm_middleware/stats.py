@@ -1,0 +1,102 @@
+"""Thread-safe counters behind `MultiLevelCache.stats()` and ``cache_info()``."""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from typing import TypedDict
+
+__all__ = ["CacheStats", "StatsSnapshot"]
+
+
+class StatsSnapshot(TypedDict):
+    """What `CacheStats.snapshot` returns; every count since creation or ``clear()``."""
+
+    calls: int
+    hits: dict[str, int]
+    misses: int
+    bypasses: dict[str, int]
+    errors: dict[str, int]
+    stores: int
+    promotions: int
+    hit_rate: float
+    saved_ms: float
+    saved_tokens: int
+
+
+class CacheStats:
+    """Counters for hits per tier, misses, bypasses by reason, errors by tier,
+    stores, promotions, and the time and tokens hits saved."""
+
+    __slots__ = (
+        "_bypassed_calls",
+        "_bypasses",
+        "_errors",
+        "_hits",
+        "_lock",
+        "_misses",
+        "_promotions",
+        "_saved_ms",
+        "_saved_tokens",
+        "_stores",
+    )
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.clear()
+
+    def clear(self) -> None:
+        """Reset every counter to zero."""
+        with self._lock:
+            self._hits: Counter[str] = Counter()
+            self._bypasses: Counter[str] = Counter()
+            self._errors: Counter[str] = Counter()
+            self._misses = self._bypassed_calls = self._stores = self._promotions = 0
+            self._saved_tokens = 0
+            self._saved_ms = 0.0
+
+    def hit(self, tier: str, saved_ms: float, saved_tokens: int) -> None:
+        with self._lock:
+            self._hits[tier] += 1
+            self._saved_ms += saved_ms
+            self._saved_tokens += saved_tokens
+
+    def miss(self) -> None:
+        with self._lock:
+            self._misses += 1
+
+    def bypass(self, reason: str, *, whole_call: bool = True) -> None:
+        """Count a bypass; ``whole_call=False`` for one tier skipped (e.g. too large)."""
+        with self._lock:
+            self._bypasses[reason] += 1
+            self._bypassed_calls += whole_call
+
+    def error(self, tier: str) -> None:
+        with self._lock:
+            self._errors[tier] += 1
+
+    def store(self) -> None:
+        with self._lock:
+            self._stores += 1
+
+    def promotion(self) -> None:
+        with self._lock:
+            self._promotions += 1
+
+    def snapshot(self) -> StatsSnapshot:
+        """A consistent copy of all counters."""
+        with self._lock:
+            hits = sum(self._hits.values())
+            lookups = hits + self._misses
+            return StatsSnapshot(
+                calls=lookups + self._bypassed_calls,
+                hits=dict(self._hits),
+                misses=self._misses,
+                bypasses=dict(self._bypasses),
+                errors=dict(self._errors),
+                stores=self._stores,
+                promotions=self._promotions,
+                hit_rate=hits / lookups if lookups else 0.0,
+                saved_ms=round(self._saved_ms, 3),
+                saved_tokens=self._saved_tokens,
+            )

@@ -1,0 +1,237 @@
+"""Test helpers for backend authors: the `BackendContract` suite and a `FakeClock`.
+
+Every backend, built-in or plugin, runs the same contract by subclassing it in a test module::
+
+    from llm_middleware.testing import BackendContract
+
+    class TestMyBackend(BackendContract):
+        fake_clock = True                      # my backend takes timer=
+
+        def make_backend(self, timer):
+            return MyBackend(maxsize=10_000, timer=timer)
+
+``make_backend(timer)`` gets a `FakeClock` when ``fake_clock`` is true (TTL tests then advance
+it instead of sleeping) and ``None`` otherwise (TTL tests then wait about ``real_ttl`` seconds:
+memcached counts whole seconds). A backend that needs a fixture (a server) overrides the
+``backend`` fixture instead of ``make_backend``. The backend must hold at least 1,000 entries
+and must not cap lifetimes below 1,000 seconds, or the tests would see evictions.
+
+Empty values: ``b""`` is a value like any other and must come back as ``b""``, never ``None``
+(the core never stores one, but a backend that confused the two would turn hits into misses).
+
+This module imports pytest at the top: it is meant to be imported by test suites only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import ClassVar
+
+import pytest
+
+from llm_middleware.backend import AsyncBackend, Backend
+
+__all__ = ["BackendContract", "FakeClock"]
+
+ASYNC_TWINS = ("aget", "aset", "adelete", "aclose")
+PRINTABLE = "".join(chr(c) for c in range(0x21, 0x7F))  # printable ASCII without space
+
+
+class FakeClock:
+    """A hand-driven clock for ``timer=`` arguments: call it for the time, `advance` it."""
+
+    def __init__(self, start: float = 0.0) -> None:
+        self._now = start
+        self._lock = threading.Lock()
+
+    def __call__(self) -> float:
+        return self._now
+
+    def advance(self, seconds: float) -> None:
+        """Move the time forward by ``seconds`` (never backward)."""
+        if seconds < 0:
+            raise ValueError(f"a clock does not go back: advance({seconds})")
+        with self._lock:
+            self._now += seconds
+
+
+class BackendContract:
+    """The behaviour every `Backend` owes the cache; subclass it as ``Test<Name>``."""
+
+    #: ``True``: `make_backend` gets a `FakeClock` to pass as the backend's timer.
+    fake_clock: ClassVar[bool] = False
+    #: The short lifetime used by the real-clock TTL test, in seconds.
+    real_ttl: ClassVar[float] = 1.0
+    #: How long past ``real_ttl`` an entry may linger (coarse server clocks) before failing.
+    expiry_grace: ClassVar[float] = 2.0
+    #: Largest value the large-value test stores (also capped by ``max_value_bytes``).
+    large_value_bytes: ClassVar[int] = 100_000
+
+    def make_backend(self, timer: Callable[[], float] | None) -> Backend:
+        """Return a fresh, empty backend; ``timer`` is a `FakeClock` iff ``fake_clock``."""
+        raise NotImplementedError(f"{type(self).__name__}: define make_backend or `backend`")
+
+    @pytest.fixture
+    def clock(self) -> FakeClock:
+        """The fake clock handed to `make_backend` (unused without ``fake_clock``)."""
+        return FakeClock(start=1_000.0)
+
+    @pytest.fixture
+    def backend(self, clock: FakeClock) -> Iterator[Backend]:
+        """A fresh backend from `make_backend`, closed after the test."""
+        backend = self.make_backend(clock if self.fake_clock else None)
+        yield backend
+        backend.close()
+
+    def test_is_a_backend(self, backend: Backend) -> None:
+        """It satisfies the `Backend` protocol; a ``max_value_bytes`` is a positive int."""
+        assert isinstance(backend, Backend)
+        limit = getattr(backend, "max_value_bytes", None)
+        assert limit is None or (isinstance(limit, int) and limit > 0)
+
+    def test_missing_key_is_none(self, backend: Backend) -> None:
+        """A key never stored reads as ``None``."""
+        assert backend.get("contract:missing") is None
+
+    def test_round_trip(self, backend: Backend) -> None:
+        """A stored value reads back equal, as ``bytes``."""
+        backend.set("contract:k", b"value", 60)
+        value = backend.get("contract:k")
+        assert value == b"value"
+        assert isinstance(value, bytes)
+
+    def test_overwrite(self, backend: Backend) -> None:
+        """A second ``set`` of a key replaces the first value."""
+        backend.set("contract:k", b"first", 60)
+        backend.set("contract:k", b"second", 60)
+        assert backend.get("contract:k") == b"second"
+
+    def test_keys_are_distinct(self, backend: Backend) -> None:
+        """Keys differing in case or by one character hold separate values."""
+        keys = ["contract:key", "contract:KEY", "contract:key1", "contract:key2"]
+        for key in keys:
+            backend.set(key, key.encode(), 60)
+        assert [backend.get(key) for key in keys] == [key.encode() for key in keys]
+
+    def test_delete(self, backend: Backend) -> None:
+        """``delete`` removes a key; other keys stay."""
+        backend.set("contract:gone", b"a", 60)
+        backend.set("contract:kept", b"b", 60)
+        backend.delete("contract:gone")
+        assert backend.get("contract:gone") is None
+        assert backend.get("contract:kept") == b"b"
+
+    def test_delete_missing_key(self, backend: Backend) -> None:
+        """Deleting a key that is absent is not an error."""
+        backend.delete("contract:never-set")
+        assert backend.get("contract:never-set") is None
+
+    def test_binary_values(self, backend: Backend) -> None:
+        """All 256 byte values, CR/LF included, survive a round trip."""
+        value = bytes(range(256)) + b"\r\n\x00END\r\n"
+        backend.set("contract:binary", value, 60)
+        assert backend.get("contract:binary") == value
+
+    def test_empty_value(self, backend: Backend) -> None:
+        """``b""`` is stored and read back as ``b""``, not as a miss."""
+        backend.set("contract:empty", b"", 60)
+        assert backend.get("contract:empty") == b""
+
+    def test_large_value(self, backend: Backend) -> None:
+        """A value of about 100 kB (or the backend's ``max_value_bytes``) round-trips intact."""
+        limit = getattr(backend, "max_value_bytes", None) or self.large_value_bytes
+        size = min(self.large_value_bytes, limit)
+        value = bytes(i % 251 for i in range(size))
+        backend.set("contract:large", value, 60)
+        assert backend.get("contract:large") == value
+
+    def test_longest_key(self, backend: Backend) -> None:
+        """Keys of 250 printable ASCII bytes work and stay distinct in their last byte."""
+        stem = (PRINTABLE * 3)[:249]
+        backend.set(stem + "a", b"a", 60)
+        backend.set(stem + "b", b"b", 60)
+        assert (backend.get(stem + "a"), backend.get(stem + "b")) == (b"a", b"b")
+
+    def test_ttl_expiry(self, backend: Backend, clock: FakeClock) -> None:
+        """An entry is served within its ttl and gone after it; a longer-lived one stays."""
+        if self.fake_clock:
+            backend.set("contract:short", b"s", 2.5)
+            backend.set("contract:long", b"l", 100)
+            clock.advance(2.0)
+            assert backend.get("contract:short") == b"s"
+            clock.advance(2.0)
+            assert backend.get("contract:short") is None
+            assert backend.get("contract:long") == b"l"
+            clock.advance(100.0)
+            assert backend.get("contract:long") is None
+            return
+        backend.set("contract:short", b"s", self.real_ttl)
+        backend.set("contract:long", b"l", 600)
+        deadline = time.monotonic() + self.real_ttl + self.expiry_grace
+        while backend.get("contract:short") is not None:
+            assert time.monotonic() < deadline, f"entry outlived ttl={self.real_ttl}"
+            time.sleep(0.05)
+        assert backend.get("contract:long") == b"l"
+
+    def test_threads(self, backend: Backend) -> None:
+        """8 threads on distinct and shared keys see only values that were written."""
+        shared_values = {f"shared-{n}".encode() for n in range(8)}
+        backend.set("contract:shared", b"shared-0", 60)
+        barrier = threading.Barrier(8)
+        errors: list[BaseException] = []
+
+        def work(n: int) -> None:
+            try:
+                barrier.wait(timeout=10)
+                for i in range(50):
+                    key, value = f"contract:t{n}:{i}", f"{n}:{i}".encode() * 20
+                    backend.set(key, value, 60)
+                    assert backend.get(key) == value
+                    backend.set("contract:shared", f"shared-{n}".encode(), 60)
+                    assert backend.get("contract:shared") in shared_values
+                    if i % 5 == 0:
+                        backend.delete(key)
+                        assert backend.get(key) is None
+            except BaseException as exc:  # collected, re-raised in the main thread
+                errors.append(exc)
+
+        threads = [threading.Thread(target=work, args=(n,)) for n in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
+        assert not errors, errors[0]
+        assert not any(thread.is_alive() for thread in threads)
+        assert backend.get("contract:t3:7") == b"3:7" * 20
+
+    def test_async_twins(self, backend: Backend) -> None:
+        """``aget``/``aset``/``adelete``/``aclose`` behave like the sync methods, from asyncio."""
+        present = [name for name in ASYNC_TWINS if hasattr(backend, name)]
+        if not present:
+            pytest.skip("no async twins: the core runs this backend in a worker thread")
+        assert isinstance(backend, AsyncBackend), f"only some async twins defined: {present}"
+        abackend = backend
+
+        async def scenario() -> None:
+            assert await abackend.aget("contract:async") is None
+            await abackend.aset("contract:async", b"a", 60)
+            assert await abackend.aget("contract:async") == b"a"
+            keys = [f"contract:async{i}" for i in range(20)]
+            await asyncio.gather(*(abackend.aset(k, k.encode(), 60) for k in keys))
+            assert await asyncio.gather(*(abackend.aget(k) for k in keys)) == [
+                k.encode() for k in keys
+            ]
+            await abackend.adelete("contract:async")
+            assert await abackend.aget("contract:async") is None
+            await abackend.aclose()
+
+        asyncio.run(scenario())
+
+    def test_close(self, backend: Backend) -> None:
+        """``close`` succeeds after use, and closing twice is harmless."""
+        backend.set("contract:k", b"v", 60)
+        backend.close()
+        backend.close()

@@ -1,0 +1,235 @@
+"""`MultiLevelCache`: ordered tiers, small-and-fast first, with promotion.
+
+The lookup and store sequences are written once, as flows (see ``_io``): a hit
+in tier *k* is copied to tiers 1..k-1 with its *remaining* lifetime; a store
+writes the first *depth* tiers. Backend failures never escape: they are misses
+or skipped stores, each with a ``cache.error`` event.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
+
+from ._io import Flow, Tier, TierOp, run_async, run_sync
+from .backend import Backend
+from .codec import Codec, Envelope, InvalidEntry, UnsupportedValue
+from .errors import ConfigurationError
+from .policy import CachePolicy
+from .stats import CacheStats, StatsSnapshot
+from .trace import Trace
+
+__all__ = ["Hit", "MultiLevelCache"]
+
+_MISSING: Any = object()
+
+
+class Hit(NamedTuple):
+    """A lookup's answer: the envelope and the tier it came from."""
+
+    envelope: Envelope
+    tier: str
+
+
+def _error_text(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"
+
+
+class MultiLevelCache:
+    """Ordered tiers of `Backend` s: tier 1 is checked first.
+
+    ``timer`` (seconds, wall clock by default) dates entries; tests pass the same
+    fake clock to the cache and its backends. ``names`` label the tiers in events
+    and stats (``L1``, ``L2``, ... by default).
+    """
+
+    def __init__(
+        self,
+        tiers: Sequence[Backend],
+        *,
+        names: Sequence[str] | None = None,
+        timer: Callable[[], float] = time.time,
+    ) -> None:
+        if not tiers:
+            raise ConfigurationError("MultiLevelCache needs at least one tier")
+        names = list(names) if names is not None else [f"L{i + 1}" for i in range(len(tiers))]
+        if len(names) != len(tiers) or len(set(names)) != len(names):
+            raise ConfigurationError(f"need one distinct name per tier, got {names!r}")
+        for backend in tiers:
+            missing = [m for m in ("get", "set", "delete", "close") if not hasattr(backend, m)]
+            if missing:
+                raise ConfigurationError(f"{backend!r} is not a Backend: no {', '.join(missing)}")
+        self.tiers: tuple[Tier, ...] = tuple(Tier(n, b) for n, b in zip(names, tiers, strict=True))
+        self.timer = timer
+        self.codec = Codec()
+        self._stats = CacheStats()
+
+    def __repr__(self) -> str:
+        inner = ", ".join(f"{t.name}={t.backend!r}" for t in self.tiers)
+        return f"MultiLevelCache({inner})"
+
+    @property
+    def backends(self) -> tuple[Backend, ...]:
+        return tuple(t.backend for t in self.tiers)
+
+    # -- flows --------------------------------------------------------------------
+
+    def lookup(self, key: str, codec: Codec, trace: Trace) -> Flow[Hit | None]:
+        """Check the tiers in order; promote a lower-tier hit upwards."""
+        now = self.timer()
+        for index, tier in enumerate(self.tiers):
+            try:
+                data = yield TierOp(tier, "get", key)
+            except Exception as exc:
+                self._error(trace, tier, exc, "backend")
+                continue
+            envelope = None
+            if data is not None:
+                try:
+                    envelope = codec.decode(data)
+                except InvalidEntry as exc:
+                    self._error(trace, tier, exc, exc.reason)
+                    yield from self._delete_from(tier, key, trace)
+            if envelope is None or envelope.expires <= now:
+                trace.debug("cache.lookup", tier=tier.name, hit=False)
+                continue
+            trace.debug("cache.lookup", tier=tier.name, hit=True)
+            if index:
+                yield from self._promote(key, data, envelope.expires - now, index, trace)
+            return Hit(envelope, tier.name)
+        return None
+
+    def _promote(self, key: str, data: bytes, ttl: float, index: int, trace: Trace) -> Flow[None]:
+        to_tiers = yield from self._write(self.tiers[:index], key, data, ttl, trace)
+        if to_tiers:
+            self._stats.promotion()
+            trace.debug("cache.promote", from_tier=self.tiers[index].name, to_tiers=to_tiers)
+
+    def store(self, key: str, data: bytes, ttl: float, depth: int, trace: Trace) -> Flow[None]:
+        """Write ``data`` to the first ``depth`` tiers for ``ttl`` seconds."""
+        stored = yield from self._write(self.tiers[:depth], key, data, ttl, trace)
+        if stored:
+            self._stats.store()
+        trace.debug("cache.store", tiers=stored, ttl=ttl)
+
+    def _write(
+        self, tiers: Sequence[Tier], key: str, data: bytes, ttl: float, trace: Trace
+    ) -> Flow[list[str]]:
+        written = []
+        for tier in tiers:
+            if tier.max_value_bytes is not None and len(data) > tier.max_value_bytes:
+                self._stats.bypass("too_large", whole_call=False)
+                trace.warning(
+                    "cache.bypass", reason="too_large", tier=tier.name, size=len(data),
+                    limit=tier.max_value_bytes,
+                )  # fmt: skip
+                continue
+            try:
+                yield TierOp(tier, "set", key, data, ttl)
+            except Exception as exc:
+                self._error(trace, tier, exc, "backend")
+                continue
+            written.append(tier.name)
+        return written
+
+    def _delete_from(self, tier: Tier, key: str, trace: Trace) -> Flow[None]:
+        try:
+            yield TierOp(tier, "delete", key)
+        except Exception as exc:
+            self._error(trace, tier, exc, "backend")
+
+    def _error(self, trace: Trace, tier: Tier, exc: BaseException, reason: str) -> None:
+        self._stats.error(tier.name)
+        trace.warning("cache.error", tier=tier.name, error=_error_text(exc), reason=reason)
+
+    def _get_flow(self, key: str, default: Any) -> Flow[Any]:
+        trace = Trace("MultiLevelCache.get", key)
+        hit = yield from self.lookup(key, self.codec, trace)
+        if hit is None:
+            self._stats.miss()
+            return default
+        self._stats.hit(hit.tier, 0.0, 0)
+        return hit.envelope.value
+
+    def _set_flow(
+        self, key: str, value: Any, ttl: float, policy: CachePolicy, tiers: int | None
+    ) -> Flow[None]:
+        if ttl <= 0 or policy is CachePolicy.NEVER:
+            return
+        trace = Trace("MultiLevelCache.set", key)
+        try:
+            data, _ = self.codec.encode(
+                value, policy=policy.value, created=self.timer(), ttl=ttl, duration_ms=0.0
+            )
+        except UnsupportedValue as exc:
+            raise TypeError(str(exc)) from exc
+        yield from self.store(key, data, ttl, len(self.tiers) if tiers is None else tiers, trace)
+
+    # -- direct use ---------------------------------------------------------------
+
+    def get(self, key: str, default: Any = None) -> Any:
+        """The value stored under ``key`` (promoted upwards), or ``default``."""
+        return run_sync(self._get_flow(key, default))
+
+    async def aget(self, key: str, default: Any = None) -> Any:
+        """`get` for async code; blocking backends run in a thread."""
+        return await run_async(self._get_flow(key, default))
+
+    def set(
+        self,
+        key: str,
+        value: Any,
+        *,
+        ttl: float = CachePolicy.SHORT.ttl,
+        policy: CachePolicy = CachePolicy.SHORT,
+        tiers: int | None = None,
+    ) -> None:
+        """Store ``value`` (str, JSON data, or a registered type) in the first
+        ``tiers`` tiers (all by default) for ``ttl`` seconds."""
+        run_sync(self._set_flow(key, value, ttl, policy, tiers))
+
+    async def aset(
+        self,
+        key: str,
+        value: Any,
+        *,
+        ttl: float = CachePolicy.SHORT.ttl,
+        policy: CachePolicy = CachePolicy.SHORT,
+        tiers: int | None = None,
+    ) -> None:
+        """`set` for async code."""
+        await run_async(self._set_flow(key, value, ttl, policy, tiers))
+
+    def delete(self, key: str) -> None:
+        """Remove ``key`` from every tier."""
+        run_sync(self._delete_all(key))
+
+    async def adelete(self, key: str) -> None:
+        await run_async(self._delete_all(key))
+
+    def _delete_all(self, key: str) -> Flow[None]:
+        trace = Trace("MultiLevelCache.delete", key)
+        for tier in self.tiers:
+            yield from self._delete_from(tier, key, trace)
+
+    @property
+    def recorder(self) -> CacheStats:
+        """The counters this cache's calls update."""
+        return self._stats
+
+    def stats(self) -> StatsSnapshot:
+        """Hits per tier, misses, bypasses by reason, errors by tier, stores,
+        promotions, and the time and tokens saved, since creation."""
+        return self._stats.snapshot()
+
+    def close(self) -> None:
+        """Close every backend (errors are collected and the first re-raised)."""
+        errors = []
+        for tier in self.tiers:
+            try:
+                tier.backend.close()
+            except Exception as exc:
+                errors.append(exc)
+        if errors:
+            raise errors[0]

@@ -1,0 +1,111 @@
+"""Keys are canonical and memcached-safe; values round-trip through a JSON envelope."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+from pydantic import BaseModel
+
+from llm_middleware import MultiLevelCache, cache_by_intent
+from llm_middleware.codec import Codec, InvalidEntry, UnsupportedValue
+from llm_middleware.keys import make_key
+
+from .conftest import Counter
+
+MEMCACHED_SAFE = re.compile(r"[\x21-\x7e]{1,250}")
+
+
+def test_keys_ignore_dict_order_and_apply_to_equal_floats() -> None:
+    """Equal arguments give one key whatever the dict order; -0.0 equals 0.0."""
+    a = make_key("f", {"x": {"b": 1, "a": [1, 2]}, "t": 0.0})
+    b = make_key("f", {"t": -0.0, "x": {"a": [1, 2], "b": 1}})
+    assert a == b
+    assert make_key("f", {"x": 1}) != make_key("g", {"x": 1})
+    assert make_key("f", {"x": 1}) != make_key("f", {"x": "1"})
+
+
+@pytest.mark.parametrize(
+    "namespace",
+    ["user-42", "émile@example.com", "has spaces and\nnewlines", "x" * 10_000, "", None],
+)
+def test_any_namespace_gives_a_memcached_safe_key(namespace: str | None) -> None:
+    """Namespaces of any text map into printable keys of at most 250 bytes."""
+    key = make_key("mod.fn", {"prompt": "ünïcode ✓ " * 1000}, namespace)
+    assert MEMCACHED_SAFE.fullmatch(key), key
+
+
+def test_namespace_text_cannot_collide_with_a_plain_name() -> None:
+    """A digested namespace never equals a plain one (``~`` is not a plain character)."""
+    plain = make_key("f", {}, "abc")
+    digested = make_key("f", {}, "a b c")
+    assert plain.split(":")[1] == "abc" and digested.split(":")[1].startswith("~")
+
+
+class Answer(BaseModel):
+    text: str
+    score: float
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["plain text", {"a": [1, 2.5, None, True], "b": {"c": "d"}}, [1, "two"], 3, 2.5, False],
+)
+def test_str_and_json_values_round_trip(value: object) -> None:
+    """Strings and JSON values decode to equal values of the same type."""
+    codec = Codec()
+    data, _ = codec.encode(value, policy="long", created=0.0, ttl=10, duration_ms=1.0)
+    decoded = codec.decode(data).value
+    assert decoded == value and type(decoded) is type(value)
+
+
+def test_values_that_do_not_round_trip_are_refused() -> None:
+    """Tuples, non-string keys, NaN, arbitrary objects and None are not stored."""
+    for value in [(1, 2), {1: "a"}, float("nan"), object(), None, {"x": (1,)}]:
+        with pytest.raises(UnsupportedValue):
+            Codec().encode(value, policy="short", created=0, ttl=1, duration_ms=0)
+
+
+def test_pydantic_return_annotation_round_trips(cache: MultiLevelCache, llm: Counter) -> None:
+    """A function annotated to return a pydantic model gets an equal model back on a hit."""
+
+    @cache_by_intent(cache=cache)
+    def rate(prompt: str) -> Answer:
+        return Answer(text=llm(prompt), score=0.5)
+
+    first = rate("Explain gradient descent")
+    second = rate("Explain gradient descent")
+    assert type(second) is Answer and second == first and llm.calls == 1
+
+
+def test_large_values_are_compressed_and_never_pickled() -> None:
+    """Big values are stored compressed; the envelope is JSON, not pickle."""
+    codec = Codec()
+    value = "lorem ipsum " * 10_000
+    data, _ = codec.encode(value, policy="long", created=5.0, ttl=10, duration_ms=12.0)
+    assert data[:1] == b"z" and len(data) < len(value) / 10
+    small, envelope = codec.encode("hi", policy="long", created=5.0, ttl=10, duration_ms=12.0)
+    doc = json.loads(small)
+    assert doc["schema"] == 1 and doc["type"] == "str" and doc["expires"] == 15.0
+    assert codec.decode(data).value == value and envelope.duration_ms == 12.0
+
+
+@pytest.mark.parametrize(
+    ("data", "reason"),
+    [
+        (b"", "empty"),
+        (b"\x80\x04pickle", "not_envelope"),
+        (b"{not json", "not_envelope"),
+        (b'{"schema": 99, "type": "str", "value": "x", "policy": "long", "created": 0,'
+         b' "expires": 1, "duration_ms": 0, "usage": null}', "schema_mismatch"),
+        (b'{"schema": 1, "type": "builtins.eval", "value": "x", "policy": "long",'
+         b' "created": 0, "expires": 1, "duration_ms": 0, "usage": null}', "unknown_type"),
+        (b"z\x00\x01", "corrupt_compression"),
+    ],
+)  # fmt: skip
+def test_invalid_entries_have_a_reason(data: bytes, reason: str) -> None:
+    """Bytes that are not a current envelope are refused with a reason, never executed."""
+    with pytest.raises(InvalidEntry) as info:
+        Codec().decode(data)
+    assert info.value.reason == reason

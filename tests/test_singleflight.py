@@ -1,0 +1,102 @@
+"""Concurrent identical misses make one upstream call; different keys never wait."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from llm_middleware import MultiLevelCache, cache_by_intent
+
+
+def test_threads_share_one_call(cache: MultiLevelCache) -> None:
+    """20 threads asking the same new prompt: the function runs once, all get its value."""
+    started = threading.Event()
+    release = threading.Event()
+    calls = 0
+
+    @cache_by_intent(cache=cache)
+    def chat(prompt: str) -> str:
+        nonlocal calls
+        calls += 1
+        started.set()
+        release.wait(5)
+        return f"answer {calls}"
+
+    with ThreadPoolExecutor(20) as pool:
+        futures = [pool.submit(chat, "Explain consensus") for _ in range(20)]
+        started.wait(5)
+        release.set()
+        results = [f.result() for f in futures]
+    assert calls == 1 and set(results) == {"answer 1"}
+
+
+def test_waiters_get_the_same_exception_and_nothing_is_stored(cache: MultiLevelCache) -> None:
+    """Concurrent waiters receive the leader's exception; the next call tries again."""
+    gate = threading.Barrier(2, timeout=5)
+    calls = 0
+
+    @cache_by_intent(cache=cache)
+    def chat(prompt: str) -> str:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            gate.wait()  # hold the call until the second caller waits on it
+            raise RuntimeError("rate limited")
+        return "ok"
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        leader = loop.run_in_executor(None, chat, "Explain gossip")
+        await asyncio.sleep(0.2)
+        follower = loop.run_in_executor(None, chat, "Explain gossip")
+        await asyncio.sleep(0.2)  # the follower is now waiting on the held call
+        await loop.run_in_executor(None, gate.wait)
+        for outcome in await asyncio.gather(leader, follower, return_exceptions=True):
+            assert isinstance(outcome, RuntimeError)
+
+    asyncio.run(main())
+    assert chat("Explain gossip") == "ok" and calls == 2
+
+
+def test_tasks_share_one_call_and_survive_a_cancelled_waiter(cache: MultiLevelCache) -> None:
+    """asyncio tasks share one call; cancelling one waiter does not cancel it for the rest."""
+    calls = 0
+
+    @cache_by_intent(cache=cache)
+    async def chat(prompt: str) -> str:
+        nonlocal calls
+        calls += 1
+        await asyncio.sleep(0.05)
+        return "shared"
+
+    async def main() -> list[str]:
+        tasks = [asyncio.create_task(chat("Explain CRDTs")) for _ in range(10)]
+        await asyncio.sleep(0.01)
+        tasks[0].cancel()  # the leader
+        with pytest.raises(asyncio.CancelledError):
+            await tasks[0]
+        return await asyncio.gather(*tasks[1:])
+
+    assert asyncio.run(main()) == ["shared"] * 9
+    assert calls == 1
+
+
+def test_different_keys_do_not_wait_on_each_other(cache: MultiLevelCache) -> None:
+    """A slow call for one prompt does not hold up a call for another."""
+    release = threading.Event()
+
+    @cache_by_intent(cache=cache)
+    def chat(prompt: str) -> str:
+        if prompt == "Explain slow":
+            release.wait(5)
+        return prompt
+
+    with ThreadPoolExecutor(2) as pool:
+        slow = pool.submit(chat, "Explain slow")
+        assert pool.submit(chat, "Explain fast").result(timeout=5) == "Explain fast"
+        assert not slow.done()
+        release.set()
+        assert slow.result() == "Explain slow"

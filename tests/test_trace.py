@@ -1,0 +1,102 @@
+"""Trace events: one per decision, sharing call_id/fn/key, as DESIGN.md's table says."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import pytest
+import structlog
+from structlog.testing import capture_logs
+
+from llm_middleware import MultiLevelCache, cache_by_intent
+
+from .conftest import Counter
+
+TABLE: dict[str, tuple[str, set[str]]] = {
+    "cache.policy": ("debug", {"policy", "ttl", "rule"}),
+    "cache.lookup": ("debug", {"tier", "hit"}),
+    "cache.call": ("debug", {"duration_ms"}),
+    "cache.promote": ("debug", {"from_tier", "to_tiers"}),
+    "cache.store": ("debug", {"tiers", "ttl"}),
+    "cache.bypass": ("info", {"reason"}),
+    "cache.error": ("warning", {"tier", "error"}),
+    "cache.result": (
+        "info",
+        {"outcome", "tier", "policy", "duration_ms", "saved_ms"},
+    ),
+}
+
+
+def check_table(events: list[dict[str, Any]]) -> None:
+    for event in events:
+        level, fields = TABLE[event["event"]]
+        if event["event"] != "cache.bypass":
+            assert event["log_level"] == level, event
+        assert fields <= set(event), event
+        assert {"call_id", "fn", "key"} <= set(event)
+    assert len({(e["call_id"], e["fn"], e["key"]) for e in events}) == 1
+
+
+def test_events_of_a_miss_and_a_hit(cache: MultiLevelCache, llm: Counter) -> None:
+    """A miss logs policy, lookups, call, store, result; a hit logs policy, lookup, result."""
+
+    @cache_by_intent(cache=cache)
+    def chat(prompt: str) -> str:
+        return llm(prompt)
+
+    with capture_logs() as miss:
+        chat("Explain Paxos")
+    with capture_logs() as hit:
+        chat("Explain Paxos")
+    assert [e["event"] for e in miss] == [
+        "cache.policy",
+        "cache.lookup",
+        "cache.lookup",
+        "cache.call",
+        "cache.store",
+        "cache.result",
+    ]
+    assert [e["event"] for e in hit] == ["cache.policy", "cache.lookup", "cache.result"]
+    check_table(miss)
+    check_table(hit)
+    assert miss[0]["key"] == hit[0]["key"] and miss[0]["call_id"] != hit[0]["call_id"]
+    assert miss[0]["fn"].endswith("test_events_of_a_miss_and_a_hit.<locals>.chat")
+    assert miss[0]["policy"] == "long" and miss[0]["rule"] == "reference:explain"
+    assert [e["hit"] for e in miss[1:3]] == [False, False]
+    assert miss[4]["tiers"] == ["L1", "L2"] and miss[4]["ttl"] == 86400
+    assert (miss[-1]["outcome"], miss[-1]["tier"], miss[-1]["saved_ms"]) == ("miss", None, 0)
+    assert (hit[-1]["outcome"], hit[-1]["tier"]) == ("hit", "L1")
+    assert hit[-1]["saved_ms"] == pytest.approx(miss[3]["duration_ms"], abs=0.01)
+
+
+def test_events_of_a_bypass(cache: MultiLevelCache, llm: Counter) -> None:
+    """A NEVER prompt logs its policy, a bypass with the reason, the call, the result."""
+    chat = cache_by_intent(cache=cache)(lambda prompt: llm(prompt))
+    with capture_logs() as events:
+        chat("What is the weather today?")
+    assert [e["event"] for e in events] == [
+        "cache.policy",
+        "cache.bypass",
+        "cache.call",
+        "cache.result",
+    ]
+    check_table(events)
+    assert events[1]["reason"] == "policy_never"
+    assert events[-1]["outcome"] == "bypass"
+
+
+def test_silent_until_structlog_is_configured(
+    cache: MultiLevelCache, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    """An unconfigured application sees no cache chatter; stdlib logging can opt in."""
+    structlog.reset_defaults()
+    assert not structlog.is_configured()
+    chat = cache_by_intent(cache=cache)(lambda prompt: prompt)
+    chat("Explain Raft")
+    assert capsys.readouterr() == ("", "")
+    with caplog.at_level(logging.DEBUG, logger="llm_middleware"):
+        chat("Explain Raft")
+    messages = [r.getMessage() for r in caplog.records]
+    assert messages[0].startswith("cache.policy ") and messages[-1].startswith("cache.result ")
+    assert caplog.records[-1].llm_middleware["outcome"] == "hit"  # type: ignore[attr-defined]
