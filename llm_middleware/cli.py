@@ -1,0 +1,108 @@
+"""The ``llm-middleware`` command (also ``python -m llm_middleware``)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from typing import IO
+
+from .errors import LLMMiddlewareError
+from .policy import IntentRules
+from .registry import backend_class, registered_backends
+
+__all__ = ["main"]
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"llm-middleware: error: {message}\n")
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    run_demo(latency=args.latency, json_trace=args.json)
+    return 0
+
+
+def _cmd_classify(args: argparse.Namespace) -> int:
+    rules = IntentRules.from_file(args.rules) if args.rules else IntentRules.default()
+    verdict = rules.classify(args.prompt)
+    print(f"policy: {verdict.policy.name}  ttl: {verdict.ttl}s  rule: {verdict.rule}")
+    return 0
+
+
+def _progress_printer(total: int, stream: IO[str]) -> object:
+    def show(done: int) -> None:
+        width = 30
+        filled = int(width * done / total) if total else width
+        stream.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {done / total:6.1%}")
+        stream.flush()
+
+    return show
+
+
+def _cmd_stats(args: argparse.Namespace) -> int:
+    from .logstats import summarize
+
+    if args.logfile == "-":
+        summary = summarize(sys.stdin)
+    else:
+        try:
+            handle = open(args.logfile, "rb")  # noqa: SIM115 - closed below
+        except OSError as exc:
+            raise LLMMiddlewareError(f"cannot read {args.logfile}: {exc.strerror}") from exc
+        with handle:
+            progress = None
+            if sys.stderr.isatty():
+                progress = _progress_printer(os.fstat(handle.fileno()).st_size, sys.stderr)
+            summary = summarize(handle, progress)  # type: ignore[arg-type]
+            if progress is not None:
+                sys.stderr.write("\n")
+    print(json.dumps(summary.as_dict(), indent=2) if args.json else summary.render())
+    return 0
+
+
+def _cmd_backends(args: argparse.Namespace) -> int:
+    for name, entry in sorted(registered_backends(refresh=True).items()):
+        source = entry.dist.name if entry.dist is not None else "?"
+        try:
+            backend_class(name)
+            status = "ok"
+        except LLMMiddlewareError as exc:
+            status = f"fails to load: {exc.__cause__ or exc}"
+        print(f"{name:<12} {entry.value:<40} from {source:<24} {status}")
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="llm-middleware", description="Cache LLM calls by intent.")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    demo = commands.add_parser("demo", help="run an offline demo workload through the cache")
+    demo.add_argument("--latency", type=float, default=0.2, help="simulated LLM seconds per call")
+    demo.add_argument("--json", action="store_true", help="print every trace event as JSON")
+    demo.set_defaults(run=_cmd_demo)
+    classify = commands.add_parser("classify", help="show the policy a prompt gets")
+    classify.add_argument("prompt")
+    classify.add_argument("--rules", help="a TOML rules file (see docs/policy.md)")
+    classify.set_defaults(run=_cmd_classify)
+    stats = commands.add_parser("stats", help="summarize cache.result events of a JSON-lines log")
+    stats.add_argument("logfile", help="a log file, or - for standard input")
+    stats.add_argument("--json", action="store_true", help="machine-readable output")
+    stats.set_defaults(run=_cmd_stats)
+    backends = commands.add_parser("backends", help="list the registered backends")
+    backends.set_defaults(run=_cmd_backends)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status."""
+    args = _parser().parse_args(argv)
+    try:
+        return int(args.run(args))
+    except LLMMiddlewareError as exc:
+        print(f"llm-middleware: error: {exc}", file=sys.stderr)
+        return 1

@@ -1,0 +1,129 @@
+"""Summaries of ``cache.result`` events read from JSON-lines logs, in constant memory."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["LogSummary", "summarize"]
+
+
+@dataclass
+class _Rate:
+    hits: int = 0
+    calls: int = 0
+
+    def add(self, hit: bool) -> None:
+        self.calls += 1
+        self.hits += hit
+
+    def as_dict(self) -> dict[str, Any]:
+        lookups = self.calls
+        return {
+            "calls": lookups,
+            "hits": self.hits,
+            "hit_rate": self.hits / lookups if lookups else 0.0,
+        }
+
+
+@dataclass
+class LogSummary:
+    """Counts over every ``cache.result`` event seen; other lines are counted as skipped."""
+
+    lines: int = 0
+    skipped: int = 0
+    events: int = 0
+    outcomes: Counter[str] = field(default_factory=Counter)
+    hits_by_tier: Counter[str] = field(default_factory=Counter)
+    by_policy: defaultdict[str, _Rate] = field(default_factory=lambda: defaultdict(_Rate))
+    by_function: defaultdict[str, _Rate] = field(default_factory=lambda: defaultdict(_Rate))
+    bypass_reasons: Counter[str] = field(default_factory=Counter)
+    saved_ms: float = 0.0
+    saved_tokens: int = 0
+
+    def add_line(self, line: str | bytes) -> None:
+        self.lines += 1
+        try:
+            event = json.loads(line)
+        except ValueError:
+            self.skipped += 1
+            return
+        if not isinstance(event, dict):
+            self.skipped += 1
+            return
+        name = event.get("event")
+        if name == "cache.bypass" and isinstance(event.get("reason"), str):
+            self.bypass_reasons[event["reason"]] += 1
+        if name != "cache.result":
+            return
+        self.events += 1
+        outcome = str(event.get("outcome"))
+        self.outcomes[outcome] += 1
+        if outcome == "bypass":
+            return
+        hit = outcome == "hit"
+        if hit:
+            self.hits_by_tier[str(event.get("tier"))] += 1
+            self.saved_ms += float(event.get("saved_ms") or 0.0)
+            self.saved_tokens += int(event.get("saved_tokens") or 0)
+        self.by_policy[str(event.get("policy"))].add(hit)
+        self.by_function[str(event.get("fn"))].add(hit)
+
+    def as_dict(self) -> dict[str, Any]:
+        hits, misses = self.outcomes["hit"], self.outcomes["miss"]
+        return {
+            "lines": self.lines,
+            "skipped_lines": self.skipped,
+            "calls": self.events,
+            "hits": hits,
+            "misses": misses,
+            "bypasses": self.outcomes["bypass"],
+            "hit_rate": hits / (hits + misses) if hits + misses else 0.0,
+            "hits_by_tier": dict(self.hits_by_tier),
+            "by_policy": {k: v.as_dict() for k, v in sorted(self.by_policy.items())},
+            "by_function": {k: v.as_dict() for k, v in sorted(self.by_function.items())},
+            "top_bypass_reasons": dict(self.bypass_reasons.most_common(5)),
+            "saved_ms": round(self.saved_ms, 3),
+            "saved_tokens": self.saved_tokens,
+        }
+
+    def render(self) -> str:
+        data = self.as_dict()
+        out = [
+            f"calls: {data['calls']}  hits: {data['hits']}  misses: {data['misses']}  "
+            f"bypassed: {data['bypasses']}  hit rate: {data['hit_rate']:.1%}",
+            f"saved: {data['saved_ms'] / 1000:.2f} s, {data['saved_tokens']} tokens",
+            f"lines read: {data['lines']} ({data['skipped_lines']} not JSON, skipped)",
+        ]
+        if data["hits_by_tier"]:
+            tiers = ", ".join(f"{t}: {n}" for t, n in sorted(data["hits_by_tier"].items()))
+            out.append(f"hits by tier: {tiers}")
+        for title, rows in (("policy", data["by_policy"]), ("function", data["by_function"])):
+            if rows:
+                out.append(f"by {title}:")
+                out += [
+                    f"  {name:<40} {row['hits']:>7}/{row['calls']:<7} {row['hit_rate']:.1%}"
+                    for name, row in rows.items()
+                ]
+        if data["top_bypass_reasons"]:
+            reasons = ", ".join(f"{r}: {n}" for r, n in data["top_bypass_reasons"].items())
+            out.append(f"top bypass reasons: {reasons}")
+        return "\n".join(out)
+
+
+def summarize(
+    lines: Iterable[str | bytes], progress: Callable[[int], None] | None = None
+) -> LogSummary:
+    """Summarize ``lines`` one at a time; ``progress`` gets the byte count read so far."""
+    summary = LogSummary()
+    read = 0
+    for number, line in enumerate(lines, 1):
+        read += len(line)
+        if line.strip():
+            summary.add_line(line)
+        if progress is not None and number % 65536 == 0:
+            progress(read)
+    return summary
