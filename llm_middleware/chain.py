@@ -20,7 +20,6 @@ from .errors import SkipCache
 from .keys import UnkeyableError, make_key
 from .policy import POLICY_TTL, CachePolicy, Classifier, IntentRules, classify_with
 from .singleflight import AsyncFlights, Flights
-from .stats import CacheStats
 from .tiers import MultiLevelCache
 from .trace import Trace
 
@@ -241,22 +240,16 @@ class Commit:
     the stream has finished normally. ``commit(value, ms)`` from sync code,
     ``await commit.acall(value, ms)`` from async code."""
 
-    __slots__ = ("cache", "codec", "ctx", "recorders")
+    __slots__ = ("cache", "codec", "ctx")
 
-    def __init__(
-        self,
-        ctx: CallContext,
-        cache: MultiLevelCache,
-        codec: Codec,
-        recorders: Sequence[CacheStats],
-    ) -> None:
-        self.ctx, self.cache, self.codec, self.recorders = ctx, cache, codec, recorders
+    def __init__(self, ctx: CallContext, cache: MultiLevelCache, codec: Codec) -> None:
+        self.ctx, self.cache, self.codec = ctx, cache, codec
 
     def __call__(self, value: Any, ms: float) -> None:
-        run_sync(_store(self.ctx, self.cache, self.codec, value, ms, self.recorders))
+        run_sync(_store(self.ctx, self.cache, self.codec, value, ms))
 
     async def acall(self, value: Any, ms: float) -> None:
-        await run_async(_store(self.ctx, self.cache, self.codec, value, ms, self.recorders))
+        await run_async(_store(self.ctx, self.cache, self.codec, value, ms))
 
 
 class ResultAdapter(Protocol):
@@ -278,7 +271,6 @@ def cached_call(
     cache: MultiLevelCache,
     codec: Codec,
     upstream: Upstream,
-    recorders: Sequence[CacheStats],
     adapter: ResultAdapter | None = None,
 ) -> Flow[Any]:
     """The I/O of one call, after the steps decided: lookup → call → store."""
@@ -288,8 +280,7 @@ def cached_call(
         trace.debug("cache.policy", policy=ctx.policy.value, ttl=ctx.ttl, rule=ctx.rule)
     if ctx.skip is not None:
         trace.info("cache.bypass", reason=ctx.skip)
-        for recorder in recorders:
-            recorder.bypass(ctx.skip)
+        trace.stats.bypass(ctx.skip)
         upstream.key = None
         value, _, ms = yield upstream
         trace.debug("cache.call", duration_ms=round(ms, 3))
@@ -300,8 +291,7 @@ def cached_call(
         hit = yield from cache.lookup(ctx.key, codec, trace)
         if hit is not None:
             env = hit.envelope
-            for recorder in recorders:
-                recorder.hit(hit.tier, env.duration_ms, env.saved_tokens)
+            trace.stats.hit(hit.tier, env.duration_ms, env.saved_tokens)
             _result(trace, "hit", hit.tier, ctx, started, env.duration_ms, env.saved_tokens)
             return env.value if adapter is None else adapter.on_hit(env.value)
     else:
@@ -311,17 +301,15 @@ def cached_call(
         value, leader, ms = yield upstream
         trace.debug("cache.call", duration_ms=round(ms, 3))
         if not leader:  # another caller's in-flight call answered this one
-            for recorder in recorders:
-                recorder.hit("inflight", ms, 0)
+            trace.stats.hit("inflight", ms, 0)
             _result(trace, "hit", "inflight", ctx, started, ms, 0)
             return value
-        for recorder in recorders:
-            recorder.miss()
+        trace.stats.miss()
         store_now = True
         if adapter is not None:
-            value, store_now = adapter.on_miss(value, Commit(ctx, cache, codec, recorders))
+            value, store_now = adapter.on_miss(value, Commit(ctx, cache, codec))
         if store_now:
-            yield from _store(ctx, cache, codec, value, ms, recorders)
+            yield from _store(ctx, cache, codec, value, ms)
     finally:
         upstream.release()
     _result(trace, "miss", None, ctx, started, 0.0, 0)
@@ -329,12 +317,7 @@ def cached_call(
 
 
 def _store(
-    ctx: CallContext,
-    cache: MultiLevelCache,
-    codec: Codec,
-    value: Any,
-    ms: float,
-    recorders: Sequence[CacheStats],
+    ctx: CallContext, cache: MultiLevelCache, codec: Codec, value: Any, ms: float
 ) -> Flow[None]:
     assert ctx.key is not None and ctx.policy is not None
     try:
@@ -343,8 +326,7 @@ def _store(
         )
     except UnsupportedValue as exc:
         ctx.trace.warning("cache.bypass", reason="unsupported_result", error=str(exc))
-        for recorder in recorders:
-            recorder.bypass("unsupported_result", whole_call=False)
+        ctx.trace.stats.bypass("unsupported_result", whole_call=False)
         return
     depth = len(cache.tiers) if ctx.depth is None else ctx.depth
     yield from cache.store(ctx.key, data, ctx.ttl, depth, ctx.trace)

@@ -30,7 +30,7 @@ from .errors import DecorationError
 from .policy import CachePolicy, Classifier, IntentRules
 from .prompt import intent_reader
 from .singleflight import AsyncFlights, Flights
-from .stats import CacheStats, StatsSnapshot
+from .stats import CacheStats, Recorders, StatsSnapshot
 from .tiers import MultiLevelCache
 
 __all__ = ["cache_by_intent"]
@@ -118,9 +118,6 @@ class _CachedFunction:
         run_steps(self.steps, ctx)
         return ctx
 
-    def recorders(self, cache: MultiLevelCache) -> tuple[CacheStats, CacheStats]:
-        return (cache.recorder, self.stats)
-
     def call(
         self,
         wrapped: Callable[..., Any],
@@ -132,8 +129,9 @@ class _CachedFunction:
         if ctx is None:
             return wrapped(*args, **kwargs)
         cache = self.cache or config.default_cache()
+        ctx.trace.stats = Recorders(cache.recorder, self.stats)
         upstream = Upstream(lambda: wrapped(*args, **kwargs), None, self.flights)
-        flow = cached_call(ctx, cache, self.codec, upstream, self.recorders(cache), self.adapter)
+        flow = cached_call(ctx, cache, self.codec, upstream, self.adapter)
         return run_sync(flow)
 
     async def acall(
@@ -147,8 +145,9 @@ class _CachedFunction:
         if ctx is None:
             return await wrapped(*args, **kwargs)
         cache = self.cache or config.default_cache()
+        ctx.trace.stats = Recorders(cache.recorder, self.stats)
         upstream = Upstream(lambda: wrapped(*args, **kwargs), None, self.async_flights)
-        flow = cached_call(ctx, cache, self.codec, upstream, self.recorders(cache), self.adapter)
+        flow = cached_call(ctx, cache, self.codec, upstream, self.adapter)
         return await run_async(flow)
 
 

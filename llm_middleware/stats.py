@@ -6,7 +6,7 @@ import threading
 from collections import Counter
 from typing import TypedDict
 
-__all__ = ["CacheStats", "StatsSnapshot"]
+__all__ = ["CacheStats", "Recorders", "StatsSnapshot"]
 
 
 class StatsSnapshot(TypedDict):
@@ -100,3 +100,36 @@ class CacheStats:
                 saved_ms=round(self._saved_ms, 3),
                 saved_tokens=self._saved_tokens,
             )
+
+
+class Recorders:
+    """The counters one call updates: its cache's and its decorated function's."""
+
+    __slots__ = ("targets",)
+
+    def __init__(self, *targets: CacheStats) -> None:
+        self.targets = targets
+
+    def hit(self, tier: str, saved_ms: float, saved_tokens: int) -> None:
+        for target in self.targets:
+            target.hit(tier, saved_ms, saved_tokens)
+
+    def miss(self) -> None:
+        for target in self.targets:
+            target.miss()
+
+    def bypass(self, reason: str, *, whole_call: bool = True) -> None:
+        for target in self.targets:
+            target.bypass(reason, whole_call=whole_call)
+
+    def error(self, tier: str) -> None:
+        for target in self.targets:
+            target.error(tier)
+
+    def store(self) -> None:
+        for target in self.targets:
+            target.store()
+
+    def promotion(self) -> None:
+        for target in self.targets:
+            target.promotion()

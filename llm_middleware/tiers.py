@@ -17,7 +17,7 @@ from .backend import Backend
 from .codec import Codec, Envelope, InvalidEntry, UnsupportedValue
 from .errors import ConfigurationError
 from .policy import CachePolicy
-from .stats import CacheStats, StatsSnapshot
+from .stats import CacheStats, Recorders, StatsSnapshot
 from .trace import Trace
 
 __all__ = ["Hit", "MultiLevelCache"]
@@ -103,14 +103,14 @@ class MultiLevelCache:
     def _promote(self, key: str, data: bytes, ttl: float, index: int, trace: Trace) -> Flow[None]:
         to_tiers = yield from self._write(self.tiers[:index], key, data, ttl, trace)
         if to_tiers:
-            self._stats.promotion()
+            trace.stats.promotion()
             trace.debug("cache.promote", from_tier=self.tiers[index].name, to_tiers=to_tiers)
 
     def store(self, key: str, data: bytes, ttl: float, depth: int, trace: Trace) -> Flow[None]:
         """Write ``data`` to the first ``depth`` tiers for ``ttl`` seconds."""
         stored = yield from self._write(self.tiers[:depth], key, data, ttl, trace)
         if stored:
-            self._stats.store()
+            trace.stats.store()
         trace.debug("cache.store", tiers=stored, ttl=ttl)
 
     def _write(
@@ -119,7 +119,7 @@ class MultiLevelCache:
         written = []
         for tier in tiers:
             if tier.max_value_bytes is not None and len(data) > tier.max_value_bytes:
-                self._stats.bypass("too_large", whole_call=False)
+                trace.stats.bypass("too_large", whole_call=False)
                 trace.warning(
                     "cache.bypass", reason="too_large", tier=tier.name, size=len(data),
                     limit=tier.max_value_bytes,
@@ -140,16 +140,16 @@ class MultiLevelCache:
             self._error(trace, tier, exc, "backend")
 
     def _error(self, trace: Trace, tier: Tier, exc: BaseException, reason: str) -> None:
-        self._stats.error(tier.name)
+        trace.stats.error(tier.name)
         trace.warning("cache.error", tier=tier.name, error=_error_text(exc), reason=reason)
 
     def _get_flow(self, key: str, default: Any) -> Flow[Any]:
-        trace = Trace("MultiLevelCache.get", key)
+        trace = Trace("MultiLevelCache.get", key, Recorders(self._stats))
         hit = yield from self.lookup(key, self.codec, trace)
         if hit is None:
-            self._stats.miss()
+            trace.stats.miss()
             return default
-        self._stats.hit(hit.tier, 0.0, 0)
+        trace.stats.hit(hit.tier, 0.0, 0)
         return hit.envelope.value
 
     def _set_flow(
@@ -157,7 +157,7 @@ class MultiLevelCache:
     ) -> Flow[None]:
         if ttl <= 0 or policy is CachePolicy.NEVER:
             return
-        trace = Trace("MultiLevelCache.set", key)
+        trace = Trace("MultiLevelCache.set", key, Recorders(self._stats))
         try:
             data, _ = self.codec.encode(
                 value, policy=policy.value, created=self.timer(), ttl=ttl, duration_ms=0.0
@@ -209,7 +209,7 @@ class MultiLevelCache:
         await run_async(self._delete_all(key))
 
     def _delete_all(self, key: str) -> Flow[None]:
-        trace = Trace("MultiLevelCache.delete", key)
+        trace = Trace("MultiLevelCache.delete", key, Recorders(self._stats))
         for tier in self.tiers:
             yield from self._delete_from(tier, key, trace)
 

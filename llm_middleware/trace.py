@@ -14,6 +14,8 @@ from typing import Any
 
 import structlog
 
+from .stats import Recorders
+
 __all__ = ["EVENTS", "LOGGER_NAME", "Trace"]
 
 LOGGER_NAME = "llm_middleware"
@@ -38,13 +40,15 @@ def _new_call_id() -> str:
 
 
 class Trace:
-    """The events of one call: each carries the call's ``call_id``, ``fn`` and ``key``."""
+    """The events of one call: each carries the call's ``call_id``, ``fn`` and ``key``.
+    ``stats`` are the counters the call's decisions update."""
 
-    __slots__ = ("_call_id", "fn", "key")
+    __slots__ = ("_call_id", "fn", "key", "stats")
 
-    def __init__(self, fn: str, key: str | None = None) -> None:
+    def __init__(self, fn: str, key: str | None = None, stats: Recorders | None = None) -> None:
         self.fn = fn
         self.key = key
+        self.stats = stats if stats is not None else Recorders()
         self._call_id: str | None = None
 
     @property

@@ -163,3 +163,31 @@ def test_bad_cache_construction() -> None:
         MultiLevelCache([object()])  # type: ignore[list-item]
     with pytest.raises(ConfigurationError, match="distinct name"):
         MultiLevelCache([MemoryBackend(), MemoryBackend()], names=["a", "a"])
+
+
+def test_cache_info_counts_one_functions_calls(clock: FakeClock, llm: Counter) -> None:
+    """``fn.cache_info()`` counts that function's hits per tier, misses, stores,
+    promotions, bypasses and errors; the cache's ``stats()`` counts all functions."""
+    good = MemoryBackend(maxsize=10, ttl=300, timer=clock)
+    cache = MultiLevelCache([good, MemoryBackend(maxsize=10, timer=clock)], timer=clock)
+
+    @cache_by_intent(cache=cache)
+    def chat(prompt: str) -> str:
+        return llm(prompt)
+
+    @cache_by_intent(cache=cache)
+    def other(prompt: str) -> str:
+        return llm(prompt)
+
+    chat("Explain B-trees")
+    chat("Explain B-trees")
+    clock.advance(301)
+    chat("Explain B-trees")
+    chat("today's news")
+    other("Explain B-trees")
+    info = chat.cache_info()  # type: ignore[attr-defined]
+    assert info["hits"] == {"L1": 1, "L2": 1} and info["misses"] == 1
+    assert (info["stores"], info["promotions"]) == (1, 1)
+    assert info["bypasses"] == {"policy_never": 1} and info["calls"] == 4
+    assert info["hit_rate"] == 2 / 3
+    assert cache.stats()["misses"] == 2 and cache.stats()["calls"] == 5
