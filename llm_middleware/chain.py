@@ -9,10 +9,12 @@ driver of ``_io``.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
+from . import config
 from ._io import Flow, Op, run_async, run_sync
 from .codec import Codec, UnsupportedValue
 from .control import current_mode, current_policy
@@ -36,6 +38,9 @@ __all__ = [
     "check_controls",
     "run_steps",
 ]
+
+DEGRADED = frozenset({"unkeyable_argument", "namespace_missing", "namespace_error"})
+"""Bypass reasons that mean the cache could not do its job: logged as warnings."""
 
 DEFAULT_TIERS_FOR: Mapping[CachePolicy, int | None] = {
     CachePolicy.SHORT: 1,
@@ -142,21 +147,38 @@ class ChoosePolicy:
 
 
 class BuildKey:
-    """Set ``ctx.key`` from the function, its keyed arguments and the namespace."""
+    """Set ``ctx.key`` from the function, its keyed arguments and the namespace.
 
-    __slots__ = ("ignore", "namespace")
+    With ``namespace_required``, a call whose namespace resolves to nothing runs
+    uncached instead of sharing a global entry (fail closed).
+    """
+
+    __slots__ = ("ignore", "namespace", "namespace_required")
 
     def __init__(
         self,
         ignore: Iterable[str] = (),
-        namespace: str | Callable[[Mapping[str, Any]], str | None] | None = None,
+        namespace: str | Callable[[Mapping[str, Any]], object] | None = None,
+        namespace_required: bool | None = None,
     ) -> None:
         self.ignore = frozenset(ignore)
         self.namespace = namespace
+        self.namespace_required = namespace_required
 
     def __call__(self, ctx: CallContext) -> None:
-        namespace = self.namespace
-        ctx.namespace = namespace(ctx.arguments) if callable(namespace) else namespace
+        namespace: object = self.namespace
+        if callable(namespace):
+            try:
+                namespace = namespace(ctx.arguments)
+            except Exception as exc:
+                raise SkipCache("namespace_error") from exc
+        ctx.namespace = None if namespace is None or namespace == "" else str(namespace)
+        if ctx.namespace is None:
+            required = self.namespace_required
+            if required is None:
+                required = config.namespace_required()
+            if required:
+                raise SkipCache("namespace_missing")
         keyed: dict[str, Any] = {k: v for k, v in ctx.arguments.items() if k not in self.ignore}
         hook = getattr(ctx.instance, "__cache_key__", None)
         if hook is not None and not isinstance(ctx.instance, type):
@@ -279,7 +301,8 @@ def cached_call(
     if ctx.policy is not None:
         trace.debug("cache.policy", policy=ctx.policy.value, ttl=ctx.ttl, rule=ctx.rule)
     if ctx.skip is not None:
-        trace.info("cache.bypass", reason=ctx.skip)
+        level = logging.WARNING if ctx.skip in DEGRADED else logging.INFO
+        trace.emit(level, "cache.bypass", reason=ctx.skip)
         trace.stats.bypass(ctx.skip)
         upstream.key = None
         value, _, ms = yield upstream

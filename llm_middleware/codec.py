@@ -8,9 +8,11 @@ stored data names a *tag* from that registry; it never names a class to import.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,6 +21,7 @@ __all__ = [
     "Codec",
     "Envelope",
     "InvalidEntry",
+    "Signer",
     "UnsupportedValue",
     "register_type",
 ]
@@ -26,6 +29,9 @@ __all__ = [
 ENVELOPE_SCHEMA = 1
 _PLAIN = b"{"[0]
 _ZLIB = b"z"[0]
+_SIGNED = b"s"[0]
+_KID_BYTES = 4
+_MAC_BYTES = 32
 
 
 class UnsupportedValue(TypeError):
@@ -192,3 +198,59 @@ class Codec:
         except Exception as exc:
             raise InvalidEntry("bad_value") from exc
         raise InvalidEntry("unknown_type")
+
+
+def _as_bytes(secret: str | bytes) -> bytes:
+    return secret.encode() if isinstance(secret, str) else bytes(secret)
+
+
+class Signer:
+    """HMAC-SHA256 signatures on stored entries, with key ids so secrets can rotate.
+
+    ``secrets``: the accepted secrets, newest first; the first one signs. An entry is
+    ``b"s" + key id (4 bytes) + MAC (32 bytes) + payload``. With no secrets, entries
+    are stored unsigned and a signed entry is read without checking (nothing to
+    check it with).
+    """
+
+    __slots__ = ("_keys", "_signing")
+
+    def __init__(self, secrets: Sequence[str | bytes] = ()) -> None:
+        keys = [_as_bytes(secret) for secret in secrets]
+        if any(not key for key in keys):
+            raise ValueError("an empty secret signs nothing")
+        self._keys = {hashlib.sha256(key).digest()[:_KID_BYTES]: key for key in keys}
+        self._signing = (hashlib.sha256(keys[0]).digest()[:_KID_BYTES], keys[0]) if keys else None
+
+    @property
+    def enabled(self) -> bool:
+        return self._signing is not None
+
+    def sign(self, payload: bytes) -> bytes:
+        if self._signing is None:
+            return payload
+        kid, key = self._signing
+        return b"s" + kid + hmac.digest(key, payload, "sha256") + payload
+
+    def verify(self, data: bytes) -> bytes:
+        """The payload of ``data``; `InvalidEntry` when a required signature is
+        missing (``unsigned``), made with an unknown secret (``unknown_key``) or wrong
+        (``bad_signature``)."""
+        if not data or data[0] != _SIGNED:
+            if self._signing is not None:
+                raise InvalidEntry("unsigned")
+            return data
+        head = 1 + _KID_BYTES + _MAC_BYTES
+        if len(data) < head:
+            raise InvalidEntry("bad_signature")
+        payload = data[head:]
+        if self._signing is None:
+            return payload
+        key = self._keys.get(data[1 : 1 + _KID_BYTES])
+        if key is None:
+            raise InvalidEntry("unknown_key")
+        if not hmac.compare_digest(
+            hmac.digest(key, payload, "sha256"), data[1 + _KID_BYTES : head]
+        ):
+            raise InvalidEntry("bad_signature")
+        return payload

@@ -26,16 +26,19 @@ DEFAULT_TIERS = "memory://?maxsize=100&ttl=300;memory://?maxsize=1000&ttl=3600"
 _lock = threading.Lock()
 _cache: MultiLevelCache | None = None
 _rules: IntentRules | Classifier = IntentRules.default()
+_namespace_required = False
 
 
-def cache_from_urls(urls: str | Sequence[str]) -> MultiLevelCache:
+def cache_from_urls(
+    urls: str | Sequence[str], *, secret: str | bytes | Sequence[str | bytes] | None = None
+) -> MultiLevelCache:
     """A cache whose tiers are the backends of ``urls`` (a list, or ``;``-separated)."""
     if isinstance(urls, str):
         urls = [u.strip() for u in urls.split(";")]
     urls = [u for u in urls if u]
     if not urls:
         raise ConfigurationError("no backend URLs given for the cache tiers")
-    return MultiLevelCache([backend_from_url(url) for url in urls])
+    return MultiLevelCache([backend_from_url(url) for url in urls], secret=secret)
 
 
 def configure(
@@ -43,21 +46,26 @@ def configure(
     cache: MultiLevelCache | None = None,
     tiers: str | Sequence[str | Backend] | None = None,
     rules: IntentRules | Classifier | None = None,
+    secret: str | bytes | Sequence[str | bytes] | None = None,
+    namespace_required: bool | None = None,
 ) -> MultiLevelCache:
     """Set the process default cache (a `MultiLevelCache`, or ``tiers``: backends or
-    backend URLs) and/or the default intent rules. Returns the default cache.
+    backend URLs, signed with ``secret`` when given), the default intent rules,
+    and whether every call must resolve a namespace. Returns the default cache.
 
     Errors in the configuration (unknown backend, bad URL or option) raise here.
     """
-    global _cache, _rules
+    global _cache, _rules, _namespace_required
     if cache is not None and tiers is not None:
         raise ConfigurationError("configure() takes cache= or tiers=, not both")
+    if secret is not None and tiers is None:
+        raise ConfigurationError("configure(secret=...) signs the tiers= it builds; pass both")
     if tiers is not None:
         if isinstance(tiers, str) or all(isinstance(t, str) for t in tiers):
-            cache = cache_from_urls(tiers)  # type: ignore[arg-type]
+            cache = cache_from_urls(tiers, secret=secret)  # type: ignore[arg-type]
         else:
             backends = [backend_from_url(t) if isinstance(t, str) else t for t in tiers]
-            cache = MultiLevelCache(backends)
+            cache = MultiLevelCache(backends, secret=secret)
     if rules is not None and not callable(rules):
         raise ConfigurationError(f"rules must be IntentRules or a classifier, not {rules!r}")
     with _lock:
@@ -65,6 +73,8 @@ def configure(
             _cache = cache
         if rules is not None:
             _rules = rules
+        if namespace_required is not None:
+            _namespace_required = namespace_required
     return default_cache()
 
 
@@ -85,9 +95,15 @@ def default_rules() -> IntentRules | Classifier:
     return _rules
 
 
+def namespace_required() -> bool:
+    """Whether calls without a namespace run uncached (``configure(namespace_required=)``)."""
+    return _namespace_required
+
+
 def reset() -> None:
     """Forget the configured defaults (the next use rebuilds them). For tests."""
-    global _cache, _rules
+    global _cache, _rules, _namespace_required
     with _lock:
         _cache = None
         _rules = IntentRules.default()
+        _namespace_required = False

@@ -65,6 +65,7 @@ class _CachedFunction:
         namespace: Namespace | None = None,
         tiers_for: Mapping[CachePolicy, int | None] | None = None,
         steps: Sequence[Step] = (),
+        namespace_required: bool | None = None,
         adapter: ResultAdapter | None = None,
     ) -> None:
         self.func = func
@@ -94,7 +95,7 @@ class _CachedFunction:
             ReadIntent(intent_reader(self.name, self.signature, prompt_arg)),
             self.choose_policy,
             *steps,
-            BuildKey(ignore, namespace),
+            BuildKey(ignore, namespace, namespace_required),
         )
         self.codec = Codec(_return_type(func))
         self.stats = CacheStats()
@@ -167,6 +168,7 @@ def cache_by_intent(
     namespace: Namespace | None = None,
     tiers_for: Mapping[CachePolicy, int | None] | None = None,
     steps: Sequence[Step] = (),
+    namespace_required: bool | None = None,
 ) -> Callable[[F], F]: ...
 
 
@@ -181,6 +183,7 @@ def cache_by_intent(
     namespace: Namespace | None = None,
     tiers_for: Mapping[CachePolicy, int | None] | None = None,
     steps: Sequence[Step] = (),
+    namespace_required: bool | None = None,
 ) -> Any:
     """Cache a function that calls an LLM, with a lifetime chosen by the prompt's intent.
 
@@ -194,6 +197,9 @@ def cache_by_intent(
     - ``ignore``: argument names left out of the key (clients, timeouts).
     - ``namespace``: a string, or a callable of the bound arguments; entries of one
       namespace are never served to another.
+    - ``namespace_required``: a call whose namespace resolves to nothing runs
+      uncached (with a warning event) instead of sharing a global entry
+      (default: ``configure(namespace_required=...)``, else False).
     - ``tiers_for``: policy → how many tiers (from the top) store its answers
       (default SHORT → 1, MEDIUM → 2, LONG → all).
     - ``steps``: extra chain steps, run after the policy is chosen and before the
@@ -213,6 +219,7 @@ def cache_by_intent(
             namespace=namespace,
             tiers_for=tiers_for,
             steps=steps,
+            namespace_required=namespace_required,
         )
     return decorate(
         func,
@@ -223,6 +230,7 @@ def cache_by_intent(
         namespace=namespace,
         tiers_for=tiers_for,
         steps=steps,
+        namespace_required=namespace_required,
     )
 
 

@@ -82,8 +82,9 @@ def intent_reader(
     for name in ("prompt", "messages"):
         if name in params:
             return _read_argument(name)
+    example = next((name for name in params if name not in ("self", "cls")), "question")
     raise DecorationError(
         f"cache_by_intent cannot find the prompt of {fn}(): it has no 'prompt' or "
         f"'messages' argument. Name the argument that holds the prompt text, e.g. "
-        f"@cache_by_intent(prompt_arg={next(iter(params), 'question')!r})"
+        f"@cache_by_intent(prompt_arg={example!r})"
     )

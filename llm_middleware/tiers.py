@@ -8,13 +8,14 @@ or skipped stores, each with a ``cache.error`` event.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 from ._io import Flow, Tier, TierOp, run_async, run_sync
 from .backend import Backend
-from .codec import Codec, Envelope, InvalidEntry, UnsupportedValue
+from .codec import Codec, Envelope, InvalidEntry, Signer, UnsupportedValue
 from .errors import ConfigurationError
 from .policy import CachePolicy
 from .stats import CacheStats, Recorders, StatsSnapshot
@@ -22,7 +23,17 @@ from .trace import Trace
 
 __all__ = ["Hit", "MultiLevelCache"]
 
-_MISSING: Any = object()
+SECRET_ENV = "LLM_MIDDLEWARE_SECRET"
+
+
+def _secrets(secret: str | bytes | Sequence[str | bytes] | None) -> list[str | bytes]:
+    """The accepted secrets, newest first: given, or ``LLM_MIDDLEWARE_SECRET``
+    (comma-separated, the first one signs)."""
+    if secret is None:
+        secret = [s for s in os.environ.get(SECRET_ENV, "").split(",") if s]
+    if isinstance(secret, (str, bytes)):
+        secret = [secret]
+    return list(secret)
 
 
 class Hit(NamedTuple):
@@ -41,7 +52,10 @@ class MultiLevelCache:
 
     ``timer`` (seconds, wall clock by default) dates entries; tests pass the same
     fake clock to the cache and its backends. ``names`` label the tiers in events
-    and stats (``L1``, ``L2``, ... by default).
+    and stats (``L1``, ``L2``, ... by default). ``secret`` (or the environment
+    variable ``LLM_MIDDLEWARE_SECRET``) signs every stored entry with HMAC-SHA256:
+    a list of accepted secrets, newest first, the first one signing; an entry
+    that fails verification is a miss, deleted, and logged.
     """
 
     def __init__(
@@ -50,6 +64,7 @@ class MultiLevelCache:
         *,
         names: Sequence[str] | None = None,
         timer: Callable[[], float] = time.time,
+        secret: str | bytes | Sequence[str | bytes] | None = None,
     ) -> None:
         if not tiers:
             raise ConfigurationError("MultiLevelCache needs at least one tier")
@@ -63,6 +78,10 @@ class MultiLevelCache:
         self.tiers: tuple[Tier, ...] = tuple(Tier(n, b) for n, b in zip(names, tiers, strict=True))
         self.timer = timer
         self.codec = Codec()
+        try:
+            self.signer = Signer(_secrets(secret))
+        except ValueError as exc:
+            raise ConfigurationError(str(exc)) from exc
         self._stats = CacheStats()
 
     def __repr__(self) -> str:
@@ -87,7 +106,7 @@ class MultiLevelCache:
             envelope = None
             if data is not None:
                 try:
-                    envelope = codec.decode(data)
+                    envelope = codec.decode(self.signer.verify(data))
                 except InvalidEntry as exc:
                     self._error(trace, tier, exc, exc.reason)
                     yield from self._delete_from(tier, key, trace)
@@ -107,7 +126,9 @@ class MultiLevelCache:
             trace.debug("cache.promote", from_tier=self.tiers[index].name, to_tiers=to_tiers)
 
     def store(self, key: str, data: bytes, ttl: float, depth: int, trace: Trace) -> Flow[None]:
-        """Write ``data`` to the first ``depth`` tiers for ``ttl`` seconds."""
+        """Write ``data`` (signed when the cache has a secret) to the first ``depth``
+        tiers for ``ttl`` seconds."""
+        data = self.signer.sign(data)
         stored = yield from self._write(self.tiers[:depth], key, data, ttl, trace)
         if stored:
             trace.stats.store()
