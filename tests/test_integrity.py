@@ -49,9 +49,7 @@ def test_unsigned_and_foreign_entries_are_refused(clock: FakeClock, llm: Counter
     with capture_logs() as events:
         as_reader("Explain MACs")
     assert reasons(events) == ["unsigned"] and llm.calls == 2
-    other = cache_by_intent(cache=signed_cache(shared, clock, "other"))(
-        lambda prompt: llm(prompt)
-    )
+    other = cache_by_intent(cache=signed_cache(shared, clock, "other"))(lambda prompt: llm(prompt))
     with capture_logs() as events:
         other("Explain MACs")
     assert reasons(events) == ["unknown_key"] and llm.calls == 3
