@@ -20,6 +20,7 @@ from .errors import (
     LLMMiddlewareError,
     SkipCache,
 )
+from .flow import StampedeLock
 from .policy import (
     POLICY_TTL,
     CachePolicy,
@@ -48,6 +49,7 @@ __all__ = [
     "MultiLevelCache",
     "Rule",
     "SkipCache",
+    "StampedeLock",
     "Step",
     "backend_from_url",
     "bypass",

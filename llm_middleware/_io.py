@@ -36,15 +36,19 @@ Flow = Generator[Op, Any, T]
 class Tier:
     """A backend as the cache sees it: a name, its limits and its sync/async calls."""
 
-    __slots__ = ("adelete", "aget", "aset", "backend", "max_value_bytes", "name")
+    __slots__ = ("aadd", "adelete", "aget", "aset", "backend", "index", "max_value_bytes", "name")
 
-    def __init__(self, name: str, backend: Backend) -> None:
+    def __init__(self, name: str, backend: Backend, index: int = 0) -> None:
         self.name = name
         self.backend = backend
+        self.index = index
         self.max_value_bytes: int | None = getattr(backend, "max_value_bytes", None)
         self.aget: Callable[[str], Awaitable[bytes | None]] = _async_twin(backend, "get")
         self.aset: Callable[[str, bytes, float], Awaitable[None]] = _async_twin(backend, "set")
         self.adelete: Callable[[str], Awaitable[None]] = _async_twin(backend, "delete")
+        self.aadd: Callable[[str, bytes, float], Awaitable[bool]] | None = (
+            _async_twin(backend, "add") if hasattr(backend, "add") else None
+        )
 
 
 def _async_twin(backend: Backend, name: str) -> Any:
@@ -60,7 +64,7 @@ def _async_twin(backend: Backend, name: str) -> Any:
 
 
 class TierOp(Op):
-    """``get``/``set``/``delete`` on one tier."""
+    """``get``/``set``/``delete`` (or ``add``, where the backend has it) on one tier."""
 
     __slots__ = ("args", "method", "tier")
 

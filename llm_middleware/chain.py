@@ -1,40 +1,32 @@
-"""The chain: **policy → tier lookup → call → promote/store**.
+"""The chain's steps: decide **policy** and key before **tier lookup → call →
+promote/store**.
 
 Steps are plain callables over one `CallContext`; they decide (controls, intent,
 policy, key) and never touch a backend. A step may raise `SkipCache` to make the
-call uncached. The I/O of a call -- look up the tiers, call the function,
-promote, store -- is the single flow `cached_call`, run by the sync or the async
-driver of ``_io``.
+call uncached. The I/O that follows -- look up the tiers, call the function,
+promote, store -- is the single flow of ``flow``.
 """
 
 from __future__ import annotations
 
-import logging
-import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from typing import Any, Protocol
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
 
 from . import config
-from ._io import Flow, Op, run_async, run_sync
-from .codec import Codec, UnsupportedValue
 from .control import current_mode, current_policy
 from .errors import SkipCache
 from .keys import UnkeyableError, make_key
 from .policy import POLICY_TTL, CachePolicy, Classifier, IntentRules, classify_with
-from .singleflight import AsyncFlights, Flights
-from .tiers import MultiLevelCache
 from .trace import Trace
 
 __all__ = [
     "DEFAULT_TIERS_FOR",
+    "DEGRADED",
     "BuildKey",
     "CallContext",
     "ChoosePolicy",
-    "Commit",
     "ReadIntent",
-    "ResultAdapter",
     "Step",
-    "cached_call",
     "check_controls",
     "run_steps",
 ]
@@ -200,176 +192,3 @@ def run_steps(steps: Sequence[Step], ctx: CallContext) -> None:
     except SkipCache as skip:
         ctx.skip = skip.reason
         ctx.read = ctx.write = False
-
-
-# -- the call flow -------------------------------------------------------------------
-
-
-class Upstream(Op):
-    """Call the wrapped function, once per key across concurrent identical misses.
-
-    The result is ``(value, leader, duration_ms)``. The leader must `release`
-    once the value is stored, so late arrivals join the finished call.
-    """
-
-    __slots__ = ("call", "flight", "flights", "key")
-
-    def __init__(
-        self, call: Callable[[], Any], key: str | None, flights: Flights | AsyncFlights[Any]
-    ) -> None:
-        self.call = call
-        self.key = key
-        self.flights = flights
-        self.flight: object | None = None
-
-    def run(self) -> tuple[Any, bool, float]:
-        call = self.call
-
-        def timed() -> tuple[Any, float]:
-            start = time.perf_counter()
-            return call(), (time.perf_counter() - start) * 1000
-
-        if self.key is None:
-            value, ms = timed()
-            return value, True, ms
-        assert isinstance(self.flights, Flights)
-        (value, ms), self.flight = self.flights.run(self.key, timed)
-        return value, self.flight is not None, ms
-
-    async def arun(self) -> tuple[Any, bool, float]:
-        call: Callable[[], Awaitable[Any]] = self.call
-
-        async def timed() -> tuple[Any, float]:
-            start = time.perf_counter()
-            return await call(), (time.perf_counter() - start) * 1000
-
-        if self.key is None:
-            value, ms = await timed()
-            return value, True, ms
-        assert isinstance(self.flights, AsyncFlights)
-        (value, ms), self.flight = await self.flights.run(self.key, timed)
-        return value, self.flight is not None, ms
-
-    def release(self) -> None:
-        """Close the leader's flight (no-op for followers and uncached calls)."""
-        if self.flight is not None and self.key is not None:
-            self.flights.release(self.key, self.flight)
-            self.flight = None
-
-
-class Commit:
-    """Stores an answer that is complete only later, e.g. a stream's recording once
-    the stream has finished normally. ``commit(value, ms)`` from sync code,
-    ``await commit.acall(value, ms)`` from async code."""
-
-    __slots__ = ("cache", "codec", "ctx")
-
-    def __init__(self, ctx: CallContext, cache: MultiLevelCache, codec: Codec) -> None:
-        self.ctx, self.cache, self.codec = ctx, cache, codec
-
-    def __call__(self, value: Any, ms: float) -> None:
-        run_sync(_store(self.ctx, self.cache, self.codec, value, ms))
-
-    async def acall(self, value: Any, ms: float) -> None:
-        await run_async(_store(self.ctx, self.cache, self.codec, value, ms))
-
-
-class ResultAdapter(Protocol):
-    """Lets an integration shape results around the cache (the OpenAI streams)."""
-
-    def shareable(self, ctx: CallContext) -> bool:
-        """May concurrent identical calls share one upstream call's result?"""
-
-    def on_hit(self, value: Any) -> Any:
-        """What the caller receives for a stored ``value``."""
-
-    def on_miss(self, value: Any, commit: Commit) -> tuple[Any, bool]:
-        """``(what the caller receives, store value now?)``; when not stored now, the
-        adapter calls ``commit`` later with the value to store."""
-
-
-def cached_call(
-    ctx: CallContext,
-    cache: MultiLevelCache,
-    codec: Codec,
-    upstream: Upstream,
-    adapter: ResultAdapter | None = None,
-) -> Flow[Any]:
-    """The I/O of one call, after the steps decided: lookup → call → store."""
-    trace = ctx.trace
-    started = time.perf_counter()
-    if ctx.policy is not None:
-        trace.debug("cache.policy", policy=ctx.policy.value, ttl=ctx.ttl, rule=ctx.rule)
-    if ctx.skip is not None:
-        level = logging.WARNING if ctx.skip in DEGRADED else logging.INFO
-        trace.emit(level, "cache.bypass", reason=ctx.skip)
-        trace.stats.bypass(ctx.skip)
-        upstream.key = None
-        value, _, ms = yield upstream
-        trace.debug("cache.call", duration_ms=round(ms, 3))
-        _result(trace, "bypass", None, ctx, started, 0.0, 0)
-        return value
-    assert ctx.key is not None and ctx.policy is not None
-    if ctx.read:
-        hit = yield from cache.lookup(ctx.key, codec, trace)
-        if hit is not None:
-            env = hit.envelope
-            trace.stats.hit(hit.tier, env.duration_ms, env.saved_tokens)
-            _result(trace, "hit", hit.tier, ctx, started, env.duration_ms, env.saved_tokens)
-            return env.value if adapter is None else adapter.on_hit(env.value)
-    else:
-        trace.info("cache.bypass", reason="refresh")
-    upstream.key = ctx.key if adapter is None or adapter.shareable(ctx) else None
-    try:
-        value, leader, ms = yield upstream
-        trace.debug("cache.call", duration_ms=round(ms, 3))
-        if not leader:  # another caller's in-flight call answered this one
-            trace.stats.hit("inflight", ms, 0)
-            _result(trace, "hit", "inflight", ctx, started, ms, 0)
-            return value
-        trace.stats.miss()
-        store_now = True
-        if adapter is not None:
-            value, store_now = adapter.on_miss(value, Commit(ctx, cache, codec))
-        if store_now:
-            yield from _store(ctx, cache, codec, value, ms)
-    finally:
-        upstream.release()
-    _result(trace, "miss", None, ctx, started, 0.0, 0)
-    return value
-
-
-def _store(
-    ctx: CallContext, cache: MultiLevelCache, codec: Codec, value: Any, ms: float
-) -> Flow[None]:
-    assert ctx.key is not None and ctx.policy is not None
-    try:
-        data, _ = codec.encode(
-            value, policy=ctx.policy.value, created=cache.timer(), ttl=ctx.ttl, duration_ms=ms
-        )
-    except UnsupportedValue as exc:
-        ctx.trace.warning("cache.bypass", reason="unsupported_result", error=str(exc))
-        ctx.trace.stats.bypass("unsupported_result", whole_call=False)
-        return
-    depth = len(cache.tiers) if ctx.depth is None else ctx.depth
-    yield from cache.store(ctx.key, data, ctx.ttl, depth, ctx.trace)
-
-
-def _result(
-    trace: Trace,
-    outcome: str,
-    tier: str | None,
-    ctx: CallContext,
-    started: float,
-    saved_ms: float,
-    saved_tokens: int,
-) -> None:
-    trace.info(
-        "cache.result",
-        outcome=outcome,
-        tier=tier,
-        policy=None if ctx.policy is None else ctx.policy.value,
-        duration_ms=round((time.perf_counter() - started) * 1000, 3),
-        saved_ms=round(saved_ms, 3),
-        saved_tokens=saved_tokens,
-    )

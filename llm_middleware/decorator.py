@@ -18,15 +18,13 @@ from .chain import (
     CallContext,
     ChoosePolicy,
     ReadIntent,
-    ResultAdapter,
     Step,
-    Upstream,
-    cached_call,
     check_controls,
     run_steps,
 )
 from .codec import Codec
 from .errors import DecorationError
+from .flow import FlowOptions, ResultAdapter, Revalidations, StampedeLock, cached_call
 from .policy import CachePolicy, Classifier, IntentRules
 from .prompt import intent_reader
 from .singleflight import AsyncFlights, Flights
@@ -66,10 +64,18 @@ class _CachedFunction:
         tiers_for: Mapping[CachePolicy, int | None] | None = None,
         steps: Sequence[Step] = (),
         namespace_required: bool | None = None,
+        lock: bool | StampedeLock = False,
+        stale_ttl: float = 0.0,
         adapter: ResultAdapter | None = None,
     ) -> None:
         self.func = func
-        self.adapter = adapter
+        if not stale_ttl >= 0:
+            raise DecorationError(f"stale_ttl must be >= 0 seconds, got {stale_ttl!r}")
+        if lock is True:
+            lock = StampedeLock()
+        elif lock is not False and not isinstance(lock, StampedeLock):
+            raise DecorationError(f"lock= takes True/False or a StampedeLock, not {lock!r}")
+        self.options = FlowOptions(adapter, lock or None, float(stale_ttl))
         self.name = f"{func.__module__}.{func.__qualname__}"
         self.signature = inspect.signature(func)
         params = list(self.signature.parameters.values())
@@ -101,6 +107,7 @@ class _CachedFunction:
         self.stats = CacheStats()
         self.flights = Flights()
         self.async_flights: AsyncFlights[Any] = AsyncFlights()
+        self.revalidations = Revalidations()
 
     def context(
         self, instance: object, args: tuple[Any, ...], kwargs: dict[str, Any]
@@ -131,8 +138,15 @@ class _CachedFunction:
             return wrapped(*args, **kwargs)
         cache = self.cache or config.default_cache()
         ctx.trace.stats = Recorders(cache.recorder, self.stats)
-        upstream = Upstream(lambda: wrapped(*args, **kwargs), None, self.flights)
-        flow = cached_call(ctx, cache, self.codec, upstream, self.adapter)
+        flow = cached_call(
+            ctx,
+            cache,
+            self.codec,
+            lambda: wrapped(*args, **kwargs),
+            self.flights,
+            self.revalidations,
+            self.options,
+        )
         return run_sync(flow)
 
     async def acall(
@@ -147,8 +161,15 @@ class _CachedFunction:
             return await wrapped(*args, **kwargs)
         cache = self.cache or config.default_cache()
         ctx.trace.stats = Recorders(cache.recorder, self.stats)
-        upstream = Upstream(lambda: wrapped(*args, **kwargs), None, self.async_flights)
-        flow = cached_call(ctx, cache, self.codec, upstream, self.adapter)
+        flow = cached_call(
+            ctx,
+            cache,
+            self.codec,
+            lambda: wrapped(*args, **kwargs),
+            self.async_flights,
+            self.revalidations,
+            self.options,
+        )
         return await run_async(flow)
 
 
@@ -169,6 +190,8 @@ def cache_by_intent(
     tiers_for: Mapping[CachePolicy, int | None] | None = None,
     steps: Sequence[Step] = (),
     namespace_required: bool | None = None,
+    lock: bool | StampedeLock = False,
+    stale_ttl: float = 0.0,
 ) -> Callable[[F], F]: ...
 
 
@@ -184,6 +207,8 @@ def cache_by_intent(
     tiers_for: Mapping[CachePolicy, int | None] | None = None,
     steps: Sequence[Step] = (),
     namespace_required: bool | None = None,
+    lock: bool | StampedeLock = False,
+    stale_ttl: float = 0.0,
 ) -> Any:
     """Cache a function that calls an LLM, with a lifetime chosen by the prompt's intent.
 
@@ -200,6 +225,11 @@ def cache_by_intent(
     - ``namespace_required``: a call whose namespace resolves to nothing runs
       uncached (with a warning event) instead of sharing a global entry
       (default: ``configure(namespace_required=...)``, else False).
+    - ``lock``: ``True`` or a `StampedeLock`: across processes, the first to miss
+      takes a short-lived lock in the shared tier and the others wait (bounded) for
+      its answer instead of calling too.
+    - ``stale_ttl``: a grace window in seconds after an answer's lifetime in which a
+      hit returns the stale answer at once while one background call refreshes it.
     - ``tiers_for``: policy → how many tiers (from the top) store its answers
       (default SHORT → 1, MEDIUM → 2, LONG → all).
     - ``steps``: extra chain steps, run after the policy is chosen and before the
@@ -220,6 +250,8 @@ def cache_by_intent(
             tiers_for=tiers_for,
             steps=steps,
             namespace_required=namespace_required,
+            lock=lock,
+            stale_ttl=stale_ttl,
         )
     return decorate(
         func,
@@ -231,6 +263,8 @@ def cache_by_intent(
         tiers_for=tiers_for,
         steps=steps,
         namespace_required=namespace_required,
+        lock=lock,
+        stale_ttl=stale_ttl,
     )
 
 

@@ -18,9 +18,10 @@ from typing import Any, TypeVar
 from openai import AsyncOpenAI, NotGiven, Omit, OpenAI
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
-from .chain import CallContext, Commit
+from .chain import CallContext
 from .codec import register_type
 from .decorator import decorate
+from .flow import Commit
 from .prompt import last_user_text
 
 __all__ = ["wrap_openai"]

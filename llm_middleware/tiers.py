@@ -37,10 +37,12 @@ def _secrets(secret: str | bytes | Sequence[str | bytes] | None) -> list[str | b
 
 
 class Hit(NamedTuple):
-    """A lookup's answer: the envelope and the tier it came from."""
+    """A lookup's answer: the envelope, the tier it came from, and whether it is past
+    its lifetime (served stale within a grace window while it is refreshed)."""
 
     envelope: Envelope
     tier: str
+    stale: bool = False
 
 
 def _error_text(exc: BaseException) -> str:
@@ -75,7 +77,9 @@ class MultiLevelCache:
             missing = [m for m in ("get", "set", "delete", "close") if not hasattr(backend, m)]
             if missing:
                 raise ConfigurationError(f"{backend!r} is not a Backend: no {', '.join(missing)}")
-        self.tiers: tuple[Tier, ...] = tuple(Tier(n, b) for n, b in zip(names, tiers, strict=True))
+        self.tiers: tuple[Tier, ...] = tuple(
+            Tier(n, b, i) for i, (n, b) in enumerate(zip(names, tiers, strict=True))
+        )
         self.timer = timer
         self.codec = Codec()
         try:
@@ -94,29 +98,36 @@ class MultiLevelCache:
 
     # -- flows --------------------------------------------------------------------
 
-    def lookup(self, key: str, codec: Codec, trace: Trace) -> Flow[Hit | None]:
-        """Check the tiers in order; promote a lower-tier hit upwards."""
+    def lookup(
+        self, key: str, codec: Codec, trace: Trace, *, grace: float = 0.0, start: int = 0
+    ) -> Flow[Hit | None]:
+        """Check the tiers in order (from tier ``start``); promote a lower-tier hit
+        upwards. An entry up to ``grace`` seconds past its lifetime is a stale hit."""
         now = self.timer()
-        for index, tier in enumerate(self.tiers):
+        for index, tier in enumerate(self.tiers[start:], start):
             try:
                 data = yield TierOp(tier, "get", key)
             except Exception as exc:
-                self._error(trace, tier, exc, "backend")
+                self.report_error(trace, tier, exc, "backend")
                 continue
             envelope = None
             if data is not None:
                 try:
                     envelope = codec.decode(self.signer.verify(data))
                 except InvalidEntry as exc:
-                    self._error(trace, tier, exc, exc.reason)
+                    self.report_error(trace, tier, exc, exc.reason)
                     yield from self._delete_from(tier, key, trace)
-            if envelope is None or envelope.expires <= now:
+            if envelope is None or envelope.expires + grace <= now:
                 trace.debug("cache.lookup", tier=tier.name, hit=False)
                 continue
-            trace.debug("cache.lookup", tier=tier.name, hit=True)
+            stale = envelope.expires <= now
+            trace.debug(
+                "cache.lookup", tier=tier.name, hit=True, **({"stale": True} if stale else {})
+            )
             if index:
-                yield from self._promote(key, data, envelope.expires - now, index, trace)
-            return Hit(envelope, tier.name)
+                remaining = envelope.expires + grace - now
+                yield from self._promote(key, data, remaining, index, trace)
+            return Hit(envelope, tier.name, stale)
         return None
 
     def _promote(self, key: str, data: bytes, ttl: float, index: int, trace: Trace) -> Flow[None]:
@@ -149,7 +160,7 @@ class MultiLevelCache:
             try:
                 yield TierOp(tier, "set", key, data, ttl)
             except Exception as exc:
-                self._error(trace, tier, exc, "backend")
+                self.report_error(trace, tier, exc, "backend")
                 continue
             written.append(tier.name)
         return written
@@ -158,11 +169,23 @@ class MultiLevelCache:
         try:
             yield TierOp(tier, "delete", key)
         except Exception as exc:
-            self._error(trace, tier, exc, "backend")
+            self.report_error(trace, tier, exc, "backend")
 
-    def _error(self, trace: Trace, tier: Tier, exc: BaseException, reason: str) -> None:
+    def report_error(self, trace: Trace, tier: Tier, exc: BaseException, reason: str) -> None:
+        """Count and log a tier's failure (``cache.error``)."""
         trace.stats.error(tier.name)
         trace.warning("cache.error", tier=tier.name, error=_error_text(exc), reason=reason)
+
+    def lock_tier(self, depth: int | None) -> Tier | None:
+        """The tier that holds cross-process locks: the last tier with an atomic
+        ``add`` among the first ``depth`` (those an answer is stored in), if any."""
+        reached = self.tiers if depth is None else self.tiers[:depth]
+        return next((t for t in reversed(reached) if t.aadd is not None), None)
+
+    def unlock(self, held: tuple[Tier, str], trace: Trace) -> Flow[None]:
+        """Release a cross-process lock taken with `lock_tier`."""
+        tier, lock_key = held
+        yield from self._delete_from(tier, lock_key, trace)
 
     def _get_flow(self, key: str, default: Any) -> Flow[Any]:
         trace = Trace("MultiLevelCache.get", key, Recorders(self._stats))

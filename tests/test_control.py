@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
+import pytest
 from structlog.testing import capture_logs
 
 from llm_middleware import (
@@ -114,3 +116,60 @@ def test_settings_do_not_leak_across_tasks(cache: MultiLevelCache, llm: Counter)
     assert llm.calls == 3
     assert results[0] == "answer #3 to Explain QUIC"
     assert results[1] == results[2] == "answer #2 to Explain HTTP"
+
+
+CONTROLS = {
+    "bypass": bypass,
+    "refresh": refresh,
+    "use_policy": lambda: use_policy(CachePolicy.NEVER),
+}
+
+
+@pytest.mark.parametrize("control", sorted(CONTROLS))
+def test_no_leak_across_a_thread_pool(control: str, cache: MultiLevelCache) -> None:
+    """One thread inside the block reaches the LLM; threads running meanwhile outside it
+    are still answered from the cache."""
+    calls: list[str] = []
+    lock = threading.Lock()
+    together = threading.Barrier(4, timeout=5)
+
+    @cache_by_intent(cache=cache)
+    def chat(prompt: str) -> str:
+        with lock:
+            calls.append(threading.current_thread().name)
+        return prompt
+
+    chat("Explain the control")
+
+    def worker(inside: bool) -> None:
+        with CONTROLS[control]() if inside else contextlib.nullcontext():
+            together.wait()
+            chat("Explain the control")
+            together.wait()
+
+    with ThreadPoolExecutor(4) as pool:
+        for future in [pool.submit(worker, i == 0) for i in range(4)]:
+            future.result()
+    assert len(calls) == 2
+
+
+@pytest.mark.parametrize("control", sorted(CONTROLS))
+def test_no_leak_across_gather(control: str, cache: MultiLevelCache, llm: Counter) -> None:
+    """Under ``asyncio.gather`` the block applies to its own task only."""
+
+    @cache_by_intent(cache=cache)
+    async def chat(prompt: str) -> str:
+        await asyncio.sleep(0)
+        return llm(prompt)
+
+    async def inside() -> str:
+        with CONTROLS[control]():
+            await asyncio.sleep(0)
+            return await chat("Explain the control")
+
+    async def main() -> None:
+        await chat("Explain the control")
+        await asyncio.gather(inside(), *(chat("Explain the control") for _ in range(5)))
+
+    asyncio.run(main())
+    assert llm.calls == 2

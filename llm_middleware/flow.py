@@ -1,0 +1,397 @@
+"""The I/O of one call, written once: lookup → (lock) → call → promote/store.
+
+`cached_call` is a generator of operations (see ``_io``); the sync driver runs
+it by blocking, the async driver by awaiting. The steps of ``chain`` have
+already decided everything it needs (policy, key, namespace, controls).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import logging
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, NamedTuple, Protocol
+
+from ._io import Flow, Op, Tier, TierOp, run_async, run_sync
+from .chain import DEGRADED, CallContext
+from .codec import Codec, UnsupportedValue
+from .singleflight import AsyncFlights, Flights
+from .tiers import Hit, MultiLevelCache
+from .trace import Trace
+
+__all__ = ["Commit", "FlowOptions", "ResultAdapter", "StampedeLock", "Upstream", "cached_call"]
+
+
+@dataclass(frozen=True)
+class StampedeLock:
+    """Cross-process stampede protection (``lock=True`` or ``lock=StampedeLock(...)``).
+
+    The first process to miss takes a lock in the shared tier (an atomic ``add``);
+    the others poll that tier every ``poll`` seconds for its answer, for at most
+    ``wait`` seconds, then call the function themselves. A lock whose holder died
+    expires after ``ttl`` seconds.
+    """
+
+    ttl: float = 30.0
+    wait: float = 10.0
+    poll: float = 0.05
+
+    def __post_init__(self) -> None:
+        if not (self.ttl > 0 and self.wait >= 0 and self.poll > 0):
+            raise ValueError("StampedeLock needs ttl > 0, wait >= 0 and poll > 0 seconds")
+
+
+class Call(Op):
+    """Run the wrapped function; the result is ``(value, duration_ms)``."""
+
+    __slots__ = ("call",)
+
+    def __init__(self, call: Callable[[], Any]) -> None:
+        self.call = call
+
+    def run(self) -> tuple[Any, float]:
+        start = time.perf_counter()
+        value = self.call()
+        return value, (time.perf_counter() - start) * 1000
+
+    async def arun(self) -> tuple[Any, float]:
+        start = time.perf_counter()
+        value = await self.call()
+        return value, (time.perf_counter() - start) * 1000
+
+
+class Sleep(Op):
+    __slots__ = ("seconds",)
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+
+    def run(self) -> None:
+        time.sleep(self.seconds)
+
+    async def arun(self) -> None:
+        await asyncio.sleep(self.seconds)
+
+
+class Outcome(NamedTuple):
+    """What the leader's call produced: a value, or a hit another process stored
+    while we waited on its lock; and the cross-process lock to release."""
+
+    value: Any
+    ms: float
+    hit: Hit | None = None
+    lock: tuple[Tier, str] | None = None
+
+
+def leader_flow(
+    ctx: CallContext,
+    cache: MultiLevelCache,
+    codec: Codec,
+    call: Callable[[], Any],
+    lock: StampedeLock | None,
+) -> Flow[Outcome]:
+    """Call the function, first taking the cross-process lock when one is asked for."""
+    held = None
+    tier = cache.lock_tier(ctx.depth) if lock is not None and ctx.key is not None else None
+    if tier is not None and lock is not None and ctx.key is not None:
+        lock_key = ctx.key + ":lock"
+        try:
+            acquired = bool((yield TierOp(tier, "add", lock_key, b"1", lock.ttl)))
+        except Exception as exc:  # cannot coordinate: just call
+            cache.report_error(ctx.trace, tier, exc, "lock")
+            acquired = True
+        else:
+            held = (tier, lock_key) if acquired else None
+        ctx.trace.debug("cache.lock", tier=tier.name, acquired=acquired)
+        if not acquired:
+            deadline = time.monotonic() + lock.wait
+            while time.monotonic() < deadline:
+                yield Sleep(lock.poll)
+                hit = yield from cache.lookup(ctx.key, codec, ctx.trace, start=tier.index)
+                if hit is not None:
+                    return Outcome(hit.envelope.value, 0.0, hit)
+            ctx.trace.warning("cache.lock", tier=tier.name, acquired=False, waited=lock.wait)
+    try:
+        value, ms = yield Call(call)
+    except Exception:
+        if held is not None:
+            yield from cache.unlock(held, ctx.trace)
+        raise
+    return Outcome(value, ms, None, held)
+
+
+class Upstream(Op):
+    """Run the leader flow, once per key across concurrent identical misses in this
+    process; the result is ``(outcome, leader)``. The leader must `release` once the
+    value is stored, so late arrivals join the finished call."""
+
+    __slots__ = ("flight", "flights", "key", "leader")
+
+    def __init__(
+        self,
+        leader: Callable[[], Flow[Outcome]],
+        key: str | None,
+        flights: Flights | AsyncFlights[Any],
+    ) -> None:
+        self.leader = leader
+        self.key = key
+        self.flights = flights
+        self.flight: object | None = None
+
+    def run(self) -> tuple[Outcome, bool]:
+        if self.key is None:
+            return run_sync(self.leader()), True
+        assert isinstance(self.flights, Flights)
+        outcome, self.flight = self.flights.run(self.key, lambda: run_sync(self.leader()))
+        return outcome, self.flight is not None
+
+    async def arun(self) -> tuple[Outcome, bool]:
+        if self.key is None:
+            return await run_async(self.leader()), True
+        assert isinstance(self.flights, AsyncFlights)
+        outcome, self.flight = await self.flights.run(self.key, lambda: run_async(self.leader()))
+        return outcome, self.flight is not None
+
+    def release(self) -> None:
+        """Close the leader's flight (no-op for followers and uncached calls)."""
+        if self.flight is not None and self.key is not None:
+            self.flights.release(self.key, self.flight)
+            self.flight = None
+
+
+class Revalidate(Op):
+    """Start one background refresh of a stale entry (a thread, or an asyncio task)."""
+
+    __slots__ = ("flow", "key", "running")
+
+    def __init__(self, running: Revalidations, key: str, flow: Callable[[], Flow[None]]) -> None:
+        self.running, self.key, self.flow = running, key, flow
+
+    def run(self) -> None:
+        if self.running.claim(self.key):
+            context = contextvars.copy_context()
+            job = self.running.finishing(self.key, lambda: run_sync(self.flow()))
+            threading.Thread(target=context.run, args=(job,), daemon=True).start()
+
+    async def arun(self) -> None:
+        if self.running.claim(self.key):
+            task = asyncio.ensure_future(run_async(self.flow()))
+            self.running.keep(self.key, task)
+
+
+class Revalidations:
+    """The keys being refreshed in the background: one refresh per key at a time."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._keys: set[str] = set()
+        self._tasks: set[asyncio.Future[None]] = set()
+
+    def claim(self, key: str) -> bool:
+        with self._lock:
+            if key in self._keys:
+                return False
+            self._keys.add(key)
+            return True
+
+    def done(self, key: str) -> None:
+        with self._lock:
+            self._keys.discard(key)
+
+    def finishing(self, key: str, job: Callable[[], None]) -> Callable[[], None]:
+        def run() -> None:
+            try:
+                job()
+            finally:
+                self.done(key)
+
+        return run
+
+    def keep(self, key: str, task: asyncio.Future[None]) -> None:
+        self._tasks.add(task)  # a reference, or the task may vanish mid-flight
+
+        def finished(_: object) -> None:
+            self._tasks.discard(task)
+            self.done(key)
+
+        task.add_done_callback(finished)
+
+
+def refresh_flow(
+    ctx: CallContext,
+    cache: MultiLevelCache,
+    codec: Codec,
+    call: Callable[[], Any],
+    stale_ttl: float,
+) -> Flow[None]:
+    """Replace a stale entry; a failure keeps the stale one and logs ``cache.error``."""
+    try:
+        value, ms = yield Call(call)
+    except Exception as exc:
+        ctx.trace.warning("cache.error", tier=None, error=f"{type(exc).__name__}: {exc}",
+                          reason="revalidate")  # fmt: skip
+        return
+    yield from store_value(ctx, cache, codec, value, ms, stale_ttl)
+
+
+class Commit:
+    """Stores an answer that is complete only later, e.g. a stream's recording once
+    the stream has finished normally. ``commit(value, ms)`` from sync code,
+    ``await commit.acall(value, ms)`` from async code."""
+
+    __slots__ = ("cache", "codec", "ctx")
+
+    def __init__(self, ctx: CallContext, cache: MultiLevelCache, codec: Codec) -> None:
+        self.ctx, self.cache, self.codec = ctx, cache, codec
+
+    def __call__(self, value: Any, ms: float) -> None:
+        run_sync(store_value(self.ctx, self.cache, self.codec, value, ms))
+
+    async def acall(self, value: Any, ms: float) -> None:
+        await run_async(store_value(self.ctx, self.cache, self.codec, value, ms))
+
+
+class ResultAdapter(Protocol):
+    """Lets an integration shape results around the cache (the OpenAI streams)."""
+
+    def shareable(self, ctx: CallContext) -> bool:
+        """May concurrent identical calls share one upstream call's result?"""
+
+    def on_hit(self, value: Any) -> Any:
+        """What the caller receives for a stored ``value``."""
+
+    def on_miss(self, value: Any, commit: Commit) -> tuple[Any, bool]:
+        """``(what the caller receives, store value now?)``; when not stored now, the
+        adapter calls ``commit`` later with the value to store."""
+
+
+@dataclass(frozen=True)
+class FlowOptions:
+    """Per-function choices the flow follows."""
+
+    adapter: ResultAdapter | None = None
+    lock: StampedeLock | None = None
+    stale_ttl: float = 0.0
+
+
+def cached_call(
+    ctx: CallContext,
+    cache: MultiLevelCache,
+    codec: Codec,
+    call: Callable[[], Any] | Callable[[], Awaitable[Any]],
+    flights: Flights | AsyncFlights[Any],
+    revalidations: Revalidations,
+    options: FlowOptions = FlowOptions(),
+) -> Flow[Any]:
+    """The I/O of one call, after the steps decided: lookup → call → store."""
+    trace = ctx.trace
+    started = time.perf_counter()
+    adapter = options.adapter
+    if ctx.policy is not None:
+        trace.debug("cache.policy", policy=ctx.policy.value, ttl=ctx.ttl, rule=ctx.rule)
+    if ctx.skip is not None:
+        level = logging.WARNING if ctx.skip in DEGRADED else logging.INFO
+        trace.emit(level, "cache.bypass", reason=ctx.skip)
+        trace.stats.bypass(ctx.skip)
+        value, ms = yield Call(call)
+        trace.debug("cache.call", duration_ms=round(ms, 3))
+        _result(trace, "bypass", None, ctx, started, 0.0, 0)
+        return value
+    assert ctx.key is not None and ctx.policy is not None
+    if ctx.read:
+        hit = yield from cache.lookup(ctx.key, codec, trace, grace=options.stale_ttl)
+        if hit is not None:
+            if hit.stale:
+                yield Revalidate(
+                    revalidations,
+                    ctx.key,
+                    lambda: refresh_flow(ctx, cache, codec, call, options.stale_ttl),
+                )
+            return _answer_hit(ctx, hit, started, adapter)
+    else:
+        trace.info("cache.bypass", reason="refresh")
+    shared = adapter is None or adapter.shareable(ctx)
+    upstream = Upstream(
+        lambda: leader_flow(ctx, cache, codec, call, options.lock),
+        ctx.key if shared else None,
+        flights,
+    )
+    outcome, leader = yield upstream
+    try:
+        if outcome.hit is not None:  # another process answered while we waited
+            return _answer_hit(ctx, outcome.hit, started, adapter)
+        value, ms = outcome.value, outcome.ms
+        trace.debug("cache.call", duration_ms=round(ms, 3))
+        if not leader:  # another caller's in-flight call answered this one
+            trace.stats.hit("inflight", ms, 0)
+            _result(trace, "hit", "inflight", ctx, started, ms, 0)
+            return value
+        trace.stats.miss()
+        store_now = True
+        if adapter is not None:
+            value, store_now = adapter.on_miss(value, Commit(ctx, cache, codec))
+        if store_now:
+            yield from store_value(ctx, cache, codec, value, ms, options.stale_ttl)
+        if outcome.lock is not None:
+            yield from cache.unlock(outcome.lock, trace)
+    finally:
+        upstream.release()
+    _result(trace, "miss", None, ctx, started, 0.0, 0)
+    return value
+
+
+def _answer_hit(ctx: CallContext, hit: Hit, started: float, adapter: ResultAdapter | None) -> Any:
+    env = hit.envelope
+    ctx.trace.stats.hit(hit.tier, env.duration_ms, env.saved_tokens)
+    extra = {"stale": True} if hit.stale else {}
+    _result(ctx.trace, "hit", hit.tier, ctx, started, env.duration_ms, env.saved_tokens, **extra)
+    return env.value if adapter is None else adapter.on_hit(env.value)
+
+
+def store_value(
+    ctx: CallContext,
+    cache: MultiLevelCache,
+    codec: Codec,
+    value: Any,
+    ms: float,
+    stale_ttl: float = 0.0,
+) -> Flow[None]:
+    """Encode ``value`` and store it in the tiers its policy reaches; kept
+    ``stale_ttl`` seconds past its lifetime for stale-while-revalidate."""
+    assert ctx.key is not None and ctx.policy is not None
+    try:
+        data, _ = codec.encode(
+            value, policy=ctx.policy.value, created=cache.timer(), ttl=ctx.ttl, duration_ms=ms
+        )
+    except UnsupportedValue as exc:
+        ctx.trace.warning("cache.bypass", reason="unsupported_result", error=str(exc))
+        ctx.trace.stats.bypass("unsupported_result", whole_call=False)
+        return
+    depth = len(cache.tiers) if ctx.depth is None else ctx.depth
+    yield from cache.store(ctx.key, data, ctx.ttl + stale_ttl, depth, ctx.trace)
+
+
+def _result(
+    trace: Trace,
+    outcome: str,
+    tier: str | None,
+    ctx: CallContext,
+    started: float,
+    saved_ms: float,
+    saved_tokens: int,
+    **extra: Any,
+) -> None:
+    trace.info(
+        "cache.result",
+        outcome=outcome,
+        tier=tier,
+        policy=None if ctx.policy is None else ctx.policy.value,
+        duration_ms=round((time.perf_counter() - started) * 1000, 3),
+        saved_ms=round(saved_ms, 3),
+        saved_tokens=saved_tokens,
+        **extra,
+    )
