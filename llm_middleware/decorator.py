@@ -11,6 +11,7 @@ from typing import Any, TypeVar, overload
 import wrapt
 
 from . import config
+from ._binding import Binder
 from ._io import run_async, run_sync
 from .chain import (
     DEFAULT_TIERS_FOR,
@@ -79,7 +80,8 @@ class _CachedFunction:
         self.name = f"{func.__module__}.{func.__qualname__}"
         self.signature = inspect.signature(func)
         params = list(self.signature.parameters.values())
-        self.bound_signature = self.signature.replace(parameters=params[1:])
+        self.binder = Binder(self.signature)
+        self.method_binder = Binder(self.signature.replace(parameters=params[1:]))
         self.cache = cache
         self.rules = rules
         ignore = tuple(ignore)
@@ -108,23 +110,29 @@ class _CachedFunction:
         self.flights = Flights()
         self.async_flights: AsyncFlights[Any] = AsyncFlights()
         self.revalidations = Revalidations()
+        self._recorders: Recorders | None = None
 
     def context(
         self, instance: object, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> CallContext | None:
         """Bind the call's arguments and run the steps; ``None`` when the arguments do
         not fit the signature (the function then raises its own TypeError)."""
-        signature = self.signature if instance is None else self.bound_signature
-        try:
-            bound = signature.bind(*args, **kwargs)
-        except TypeError:
+        binder = self.binder if instance is None else self.method_binder
+        arguments = binder.bind(args, kwargs)
+        if arguments is None:
             return None
-        bound.apply_defaults()
         if self.rules is None:  # follow configure(rules=...) made after decoration
             self.choose_policy.classifier = config.default_rules()
-        ctx = CallContext(self.name, bound.arguments, instance)
+        ctx = CallContext(self.name, arguments, instance)
         run_steps(self.steps, ctx)
         return ctx
+
+    def recorders(self, cache: MultiLevelCache) -> Recorders:
+        """The counters a call through ``cache`` updates (reused while it stays the same)."""
+        last = self._recorders
+        if last is None or last.targets[0] is not cache.recorder:
+            last = self._recorders = Recorders(cache.recorder, self.stats)
+        return last
 
     def call(
         self,
@@ -137,7 +145,7 @@ class _CachedFunction:
         if ctx is None:
             return wrapped(*args, **kwargs)
         cache = self.cache or config.default_cache()
-        ctx.trace.stats = Recorders(cache.recorder, self.stats)
+        ctx.trace.stats = self.recorders(cache)
         flow = cached_call(
             ctx,
             cache,
@@ -160,7 +168,7 @@ class _CachedFunction:
         if ctx is None:
             return await wrapped(*args, **kwargs)
         cache = self.cache or config.default_cache()
-        ctx.trace.stats = Recorders(cache.recorder, self.stats)
+        ctx.trace.stats = self.recorders(cache)
         flow = cached_call(
             ctx,
             cache,

@@ -291,7 +291,7 @@ def cached_call(
     trace = ctx.trace
     started = time.perf_counter()
     adapter = options.adapter
-    if ctx.policy is not None:
+    if ctx.policy is not None and trace.wants(logging.DEBUG):
         trace.debug("cache.policy", policy=ctx.policy.value, ttl=ctx.ttl, rule=ctx.rule)
     if ctx.skip is not None:
         level = logging.WARNING if ctx.skip in DEGRADED else logging.INFO
@@ -385,6 +385,8 @@ def _result(
     saved_tokens: int,
     **extra: Any,
 ) -> None:
+    if not trace.wants(logging.INFO):
+        return
     trace.info(
         "cache.result",
         outcome=outcome,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import sys
@@ -126,6 +127,10 @@ DEFAULT_RULES: tuple[Rule, ...] = (
 )  # fmt: skip
 
 
+_MEMO_SIZE = 4096
+_MEMO_PROMPT_CHARS = 4096
+
+
 class IntentRules:
     """An ordered list of `Rule` s and a default policy; callable as a `Classifier`.
 
@@ -136,7 +141,7 @@ class IntentRules:
         rules = IntentRules([Rule(CachePolicy.LONG, pattern=r"^faq:")], default=CachePolicy.NEVER)
     """
 
-    __slots__ = ("_overrides", "_ttl", "default_policy", "rules")
+    __slots__ = ("_memo", "_overrides", "_ttl", "default_policy", "rules")
 
     def __init__(
         self,
@@ -150,12 +155,13 @@ class IntentRules:
             if not isinstance(rule, Rule):
                 raise ConfigurationError(f"IntentRules takes Rule objects, not {rule!r}")
         self.default_policy = default
+        self._memo: dict[str, Classification] = {}
         self._ttl = dict(POLICY_TTL)
         self._overrides = dict(ttl or {})
         for policy, seconds in self._overrides.items():
             if policy is CachePolicy.NEVER:
                 raise ConfigurationError("the NEVER policy has no lifetime to set")
-            if not seconds > 0:
+            if not (isinstance(seconds, (int, float)) and 0 < seconds < math.inf):
                 raise ConfigurationError(
                     f"ttl for {policy.name} must be a positive number of seconds, got {seconds!r}"
                 )
@@ -242,7 +248,21 @@ class IntentRules:
         return self._ttl[policy]
 
     def classify(self, prompt: str) -> Classification:
-        """The policy for ``prompt`` and the rule that chose it."""
+        """The policy for ``prompt`` and the rule that chose it.
+
+        Verdicts for short prompts are remembered (the rules never change), so a
+        repeated prompt -- every cache hit -- is classified by one dict lookup."""
+        verdict = self._memo.get(prompt)
+        if verdict is not None:
+            return verdict
+        verdict = self._classify(prompt)
+        if len(prompt) <= _MEMO_PROMPT_CHARS:
+            if len(self._memo) >= _MEMO_SIZE:
+                self._memo.clear()
+            self._memo[prompt] = verdict
+        return verdict
+
+    def _classify(self, prompt: str) -> Classification:
         for rule in self.rules:
             matched = rule.search(prompt)
             if matched is not None:

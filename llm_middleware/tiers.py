@@ -8,6 +8,7 @@ or skipped stores, each with a ``cache.error`` event.
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -117,13 +118,16 @@ class MultiLevelCache:
                 except InvalidEntry as exc:
                     self.report_error(trace, tier, exc, exc.reason)
                     yield from self._delete_from(tier, key, trace)
+            debugging = trace.wants(logging.DEBUG)
             if envelope is None or envelope.expires + grace <= now:
-                trace.debug("cache.lookup", tier=tier.name, hit=False)
+                if debugging:
+                    trace.debug("cache.lookup", tier=tier.name, hit=False)
                 continue
             stale = envelope.expires <= now
-            trace.debug(
-                "cache.lookup", tier=tier.name, hit=True, **({"stale": True} if stale else {})
-            )
+            if debugging:
+                trace.debug(
+                    "cache.lookup", tier=tier.name, hit=True, **({"stale": True} if stale else {})
+                )
             if index:
                 remaining = envelope.expires + grace - now
                 yield from self._promote(key, data, remaining, index, trace)

@@ -4,6 +4,11 @@ The library never configures structlog. Until the application does
 (`structlog.is_configured()`), events go to the stdlib logger ``llm_middleware``
 instead, so an unconfigured application hears only warnings, like from any quiet
 library. Once structlog is configured, every event flows through its processors.
+
+Events cost nearly nothing when nobody listens: each call asks once whether its
+levels are enabled (a filtering logger's ``is_enabled_for``, or the stdlib
+logger's level) and builds no event below them. The assembled structlog logger
+is reused for as long as structlog's configuration stays the same.
 """
 
 from __future__ import annotations
@@ -29,10 +34,57 @@ EVENTS = (
     "cache.bypass",
     "cache.error",
     "cache.result",
+    "cache.lock",
 )
 
-_slog = structlog.get_logger(LOGGER_NAME)
 _std = logging.getLogger(LOGGER_NAME)
+_assembled: tuple[tuple[Any, ...], Any] | None = None
+
+
+def _structlog_logger() -> Any:
+    """A bound logger for the current structlog configuration (rebuilt when it changes)."""
+    global _assembled
+    config = structlog.get_config()
+    seen = (
+        config["wrapper_class"],
+        config["logger_factory"],
+        config["processors"],
+        config["context_class"],
+    )
+    cached = _assembled
+    if cached is None or any(a is not b for a, b in zip(cached[0], seen, strict=True)):
+        cached = _assembled = (seen, structlog.get_logger(LOGGER_NAME).bind())
+    return cached[1]
+
+
+class _Output:
+    """Where one call's events go, and which levels are wanted there."""
+
+    __slots__ = ("debug", "info", "logger", "structured")
+
+    def __init__(self) -> None:
+        self.structured = structlog.is_configured()
+        if self.structured:
+            self.logger = _structlog_logger()
+            enabled = getattr(self.logger, "is_enabled_for", None)
+            self.debug = True if enabled is None else bool(enabled(logging.DEBUG))
+            self.info = True if enabled is None else bool(enabled(logging.INFO))
+        else:
+            self.logger = _std
+            self.debug = _std.isEnabledFor(logging.DEBUG)
+            self.info = _std.isEnabledFor(logging.INFO)
+
+    def wants(self, level: int) -> bool:
+        if level >= logging.WARNING:
+            return self.structured or _std.isEnabledFor(level)
+        return self.info if level >= logging.INFO else self.debug
+
+    def write(self, level: int, event: str, fields: dict[str, Any]) -> None:
+        if self.structured:
+            self.logger.log(level, event, **fields)
+        else:
+            detail = " ".join(f"{name}={value!r}" for name, value in fields.items())
+            _std.log(level, "%s %s", event, detail, extra={"llm_middleware": fields})
 
 
 def _new_call_id() -> str:
@@ -43,13 +95,14 @@ class Trace:
     """The events of one call: each carries the call's ``call_id``, ``fn`` and ``key``.
     ``stats`` are the counters the call's decisions update."""
 
-    __slots__ = ("_call_id", "fn", "key", "stats")
+    __slots__ = ("_call_id", "_output", "fn", "key", "stats")
 
     def __init__(self, fn: str, key: str | None = None, stats: Recorders | None = None) -> None:
         self.fn = fn
         self.key = key
         self.stats = stats if stats is not None else Recorders()
         self._call_id: str | None = None
+        self._output: _Output | None = None
 
     @property
     def call_id(self) -> str:
@@ -57,14 +110,21 @@ class Trace:
             self._call_id = _new_call_id()
         return self._call_id
 
+    def wants(self, level: int) -> bool:
+        """Whether an event at ``level`` would be seen (hot paths skip building it)."""
+        output = self._output
+        if output is None:
+            output = self._output = _Output()
+        return output.wants(level)
+
     def emit(self, level: int, event: str, **fields: Any) -> None:
         """Emit ``event`` at ``level`` with this call's identity and ``fields``."""
-        if structlog.is_configured():
-            _slog.log(level, event, call_id=self.call_id, fn=self.fn, key=self.key, **fields)
-        elif _std.isEnabledFor(level):
-            fields = {"call_id": self.call_id, "fn": self.fn, "key": self.key, **fields}
-            detail = " ".join(f"{name}={value!r}" for name, value in fields.items())
-            _std.log(level, "%s %s", event, detail, extra={"llm_middleware": fields})
+        output = self._output
+        if output is None:
+            output = self._output = _Output()
+        if output.wants(level):
+            identity = {"call_id": self.call_id, "fn": self.fn, "key": self.key}
+            output.write(level, event, {**identity, **fields})
 
     def debug(self, event: str, **fields: Any) -> None:
         self.emit(logging.DEBUG, event, **fields)

@@ -383,3 +383,35 @@ def test_instances_share_entries_unless_they_define_a_cache_key(
     assert Persona("poet").ask_as("Explain tea").startswith("poet")
     assert Persona("pirate").ask_as("Explain tea").startswith("pirate")
     assert llm.calls == 3
+
+
+def test_every_parameter_kind_binds_like_a_call(cache: MultiLevelCache, llm: Counter) -> None:
+    """Positional-only, keyword-only, ``*args`` and ``**kwargs`` all key by what was passed."""
+
+    @cache_by_intent(cache=cache)
+    def chat(
+        prompt: str, /, model: str = "m", *extra: str, tone: str = "plain", **opts: int
+    ) -> str:
+        return llm(f"{prompt} {model} {extra} {tone} {opts}")
+
+    @cache_by_intent(cache=cache)
+    def simple(prompt: str, *, tone: str = "plain") -> str:
+        return llm(f"{prompt} {tone}")
+
+    chat("Explain A", "m", "x", tone="dry", n=1)
+    chat("Explain A", model="m")
+    chat("Explain A")  # the same call as the one above, defaults applied
+    assert llm.calls == 2
+    chat("Explain A", "m", "y", tone="dry", n=1)
+    chat("Explain A", "m", "x", tone="dry", n=2)
+    assert llm.calls == 4
+    simple("Explain B")
+    simple("Explain B", tone="plain")
+    simple(prompt="Explain B")
+    assert llm.calls == 5
+    with pytest.raises(TypeError):
+        simple("Explain B", "positional tone")  # type: ignore[misc]
+    with pytest.raises(TypeError):
+        simple()  # type: ignore[call-arg]
+    with pytest.raises(TypeError):
+        simple("Explain B", nope=1)  # type: ignore[call-arg]
