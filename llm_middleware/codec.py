@@ -34,6 +34,12 @@ _KID_BYTES = 4
 _MAC_BYTES = 32
 
 
+MAX_DECOMPRESSED_BYTES = 256 * 1024 * 1024
+"""A stored entry never inflates beyond this (a hostile tier cannot exhaust memory)."""
+_MEMO_SIZE = 256
+_MEMO_BYTES = 64 * 1024
+
+
 class UnsupportedValue(TypeError):
     """A return value the codec cannot store faithfully; the call is not cached."""
 
@@ -101,11 +107,12 @@ class Codec:
     pydantic model class, values of exactly that class are stored and restored.
     """
 
-    __slots__ = ("_model", "compress_min_bytes")
+    __slots__ = ("_memo", "_model", "compress_min_bytes")
 
     def __init__(self, result_type: object = None, *, compress_min_bytes: int = 4096) -> None:
         self._model: Any = result_type if _is_model_class(result_type) else None
         self.compress_min_bytes = compress_min_bytes
+        self._memo: dict[bytes, Envelope] = {}
 
     def _dump_value(self, value: Any) -> tuple[str, Any, dict[str, int] | None]:
         if type(value) is str:
@@ -158,14 +165,34 @@ class Codec:
         return raw, envelope
 
     def decode(self, data: bytes) -> Envelope:
-        """The envelope stored in ``data``; `InvalidEntry` when it is not one."""
+        """The envelope stored in ``data``; `InvalidEntry` when it is not one.
+
+        Envelopes of immutable values (strings) are remembered by their bytes: a hit
+        on the same stored entry is then a dict lookup (bytes cache their hash), and
+        every caller still gets an equal, unshareable-by-mutation value."""
+        envelope = self._memo.get(data)
+        if envelope is not None:
+            return envelope
+        envelope = self._decode(data)
+        if type(envelope.value) is str and len(data) <= _MEMO_BYTES:
+            if len(self._memo) >= _MEMO_SIZE:
+                self._memo.clear()
+            self._memo[data] = envelope
+        return envelope
+
+    def _decode(self, data: bytes) -> Envelope:
         if not data:
             raise InvalidEntry("empty")
         if data[0] == _ZLIB:
+            inflate = zlib.decompressobj()
             try:
-                data = zlib.decompress(data[1:])
+                data = inflate.decompress(data[1:], MAX_DECOMPRESSED_BYTES)
             except zlib.error as exc:
                 raise InvalidEntry("corrupt_compression") from exc
+            if inflate.unconsumed_tail:  # a decompression bomb, or absurdly large
+                raise InvalidEntry("too_large")
+            if not data:
+                raise InvalidEntry("corrupt_compression")
         if data[0] != _PLAIN:
             raise InvalidEntry("not_envelope")
         try:
@@ -178,7 +205,7 @@ class Codec:
                 float(doc["duration_ms"]),
                 doc["usage"],
             )
-        except (ValueError, KeyError, TypeError) as exc:
+        except (ValueError, KeyError, TypeError, RecursionError) as exc:
             raise InvalidEntry("not_envelope") from exc
         if schema != ENVELOPE_SCHEMA:
             raise InvalidEntry("schema_mismatch")

@@ -109,3 +109,17 @@ def test_invalid_entries_have_a_reason(data: bytes, reason: str) -> None:
     with pytest.raises(InvalidEntry) as info:
         Codec().decode(data)
     assert info.value.reason == reason
+
+
+def test_a_decompression_bomb_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A small entry that would inflate beyond the limit is invalid, not inflated."""
+    import zlib
+
+    from llm_middleware import codec
+
+    monkeypatch.setattr(codec, "MAX_DECOMPRESSED_BYTES", 1024 * 1024)
+    bomb = b"z" + zlib.compress(b"{" + b" " * (2 * 1024 * 1024), 9)
+    assert len(bomb) < 10 * 1024
+    with pytest.raises(InvalidEntry) as info:
+        Codec().decode(bomb)
+    assert info.value.reason == "too_large"
