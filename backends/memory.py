@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -31,8 +32,8 @@ class MemoryBackend:
     ) -> None:
         if maxsize < 1:
             raise ValueError(f"maxsize must be at least 1, got {maxsize}")
-        if ttl is not None and ttl <= 0:
-            raise ValueError(f"ttl must be positive seconds, got {ttl}")
+        if ttl is not None and not 0 < ttl < math.inf:
+            raise ValueError(f"ttl must be positive and finite (seconds), got {ttl}")
         self.maxsize = maxsize
         self.ttl = ttl
         self._lock = threading.Lock()

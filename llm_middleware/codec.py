@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import math
 import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -94,6 +95,26 @@ class Envelope:
     @property
     def saved_tokens(self) -> int:
         return int((self.usage or {}).get("total_tokens", 0))
+
+
+def _finite(value: object) -> float:
+    if type(value) not in (int, float):
+        raise TypeError("not a number")
+    number = float(value)  # type: ignore[arg-type]
+    if not math.isfinite(number):
+        raise ValueError("not finite")
+    return number
+
+
+def _usage(value: object) -> dict[str, int] | None:
+    """Token usage as stored: None, or token counts by name."""
+    if value is None:
+        return None
+    if not isinstance(value, dict) or not all(
+        isinstance(k, str) and type(v) is int for k, v in value.items()
+    ):
+        raise TypeError("usage is not token counts")
+    return value
 
 
 def _is_model_class(tp: object) -> bool:
@@ -191,7 +212,7 @@ class Codec:
                 raise InvalidEntry("corrupt_compression") from exc
             if inflate.unconsumed_tail:  # a decompression bomb, or absurdly large
                 raise InvalidEntry("too_large")
-            if not data:
+            if not data or not inflate.eof:  # empty, or truncated (no complete stream)
                 raise InvalidEntry("corrupt_compression")
         if data[0] != _PLAIN:
             raise InvalidEntry("not_envelope")
@@ -200,12 +221,12 @@ class Codec:
             schema, tag, raw = doc["schema"], doc["type"], doc["value"]
             envelope_fields = (
                 str(doc["policy"]),
-                float(doc["created"]),
-                float(doc["expires"]),
-                float(doc["duration_ms"]),
-                doc["usage"],
+                _finite(doc["created"]),
+                _finite(doc["expires"]),
+                _finite(doc["duration_ms"]),
+                _usage(doc["usage"]),
             )
-        except (ValueError, KeyError, TypeError, RecursionError) as exc:
+        except (ValueError, KeyError, TypeError, RecursionError, OverflowError) as exc:
             raise InvalidEntry("not_envelope") from exc
         if schema != ENVELOPE_SCHEMA:
             raise InvalidEntry("schema_mismatch")
@@ -225,6 +246,10 @@ class Codec:
         except Exception as exc:
             raise InvalidEntry("bad_value") from exc
         raise InvalidEntry("unknown_type")
+
+
+def _mac(secret: bytes, key: str, payload: bytes) -> bytes:
+    return hmac.digest(secret, key.encode() + b"\0" + payload, "sha256")
 
 
 def _as_bytes(secret: str | bytes) -> bytes:
@@ -253,13 +278,15 @@ class Signer:
     def enabled(self) -> bool:
         return self._signing is not None
 
-    def sign(self, payload: bytes) -> bytes:
+    def sign(self, key: str, payload: bytes) -> bytes:
+        """``payload`` signed for the cache key ``key`` (an entry copied under another
+        key does not verify)."""
         if self._signing is None:
             return payload
-        kid, key = self._signing
-        return b"s" + kid + hmac.digest(key, payload, "sha256") + payload
+        kid, secret = self._signing
+        return b"s" + kid + _mac(secret, key, payload) + payload
 
-    def verify(self, data: bytes) -> bytes:
+    def verify(self, key: str, data: bytes) -> bytes:
         """The payload of ``data``; `InvalidEntry` when a required signature is
         missing (``unsigned``), made with an unknown secret (``unknown_key``) or wrong
         (``bad_signature``)."""
@@ -273,11 +300,9 @@ class Signer:
         payload = data[head:]
         if self._signing is None:
             return payload
-        key = self._keys.get(data[1 : 1 + _KID_BYTES])
-        if key is None:
+        secret = self._keys.get(data[1 : 1 + _KID_BYTES])
+        if secret is None:
             raise InvalidEntry("unknown_key")
-        if not hmac.compare_digest(
-            hmac.digest(key, payload, "sha256"), data[1 + _KID_BYTES : head]
-        ):
+        if not hmac.compare_digest(_mac(secret, key, payload), data[1 + _KID_BYTES : head]):
             raise InvalidEntry("bad_signature")
         return payload

@@ -20,11 +20,11 @@ __all__ = [
     "namespace_part",
 ]
 
-KEY_SCHEMA = 1
+KEY_SCHEMA = 2
 """Bumped whenever the key format changes, so old entries are never read wrongly."""
 
 PREFIX = f"llmmw{KEY_SCHEMA}"
-GLOBAL_NAMESPACE = "_"
+GLOBAL_NAMESPACE = "~"  # never a plain name, never a digested one
 _PLAIN_NAMESPACE = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
 
 
@@ -67,12 +67,28 @@ _dumps = json.JSONEncoder(
 ).encode
 
 
+def _check_keys(obj: Any) -> None:
+    """JSON would turn ``{1: x}`` into ``{"1": x}``: refuse non-string keys instead
+    of letting two different arguments share a key."""
+    if isinstance(obj, dict):
+        for key, value in obj.items():
+            if type(key) is not str:
+                raise UnkeyableError(f"cannot build a cache key from a {type(key).__name__} key")
+            if isinstance(value, (dict, list, tuple)):
+                _check_keys(value)
+    elif isinstance(obj, (list, tuple)):
+        for value in obj:
+            if isinstance(value, (dict, list, tuple)):
+                _check_keys(value)
+
+
 def canonical_json(data: Any) -> str:
     """Canonical JSON: sorted keys, no spaces, no NaN; models by ``model_dump``.
 
     Raises `UnkeyableError` for anything that has no canonical form.
     """
     try:
+        _check_keys(data)
         text = _dumps(data)
     except (TypeError, ValueError, RecursionError) as exc:
         if isinstance(exc, UnkeyableError):

@@ -165,7 +165,7 @@ class IntentRules:
                 raise ConfigurationError(
                     f"ttl for {policy.name} must be a positive number of seconds, got {seconds!r}"
                 )
-            self._ttl[policy] = int(seconds)
+            self._ttl[policy] = math.ceil(seconds)  # whole seconds, never rounded to 0
 
     @classmethod
     def default(cls) -> IntentRules:

@@ -114,7 +114,7 @@ class MultiLevelCache:
             envelope = None
             if data is not None:
                 try:
-                    envelope = codec.decode(self.signer.verify(data))
+                    envelope = codec.decode(self.signer.verify(key, data))
                 except InvalidEntry as exc:
                     self.report_error(trace, tier, exc, exc.reason)
                     yield from self._delete_from(tier, key, trace)
@@ -143,7 +143,7 @@ class MultiLevelCache:
     def store(self, key: str, data: bytes, ttl: float, depth: int, trace: Trace) -> Flow[None]:
         """Write ``data`` (signed when the cache has a secret) to the first ``depth``
         tiers for ``ttl`` seconds."""
-        data = self.signer.sign(data)
+        data = self.signer.sign(key, data)
         stored = yield from self._write(self.tiers[:depth], key, data, ttl, trace)
         if stored:
             trace.stats.store()
