@@ -15,7 +15,7 @@ from typing import Any
 from . import config
 from .control import current_mode, current_policy
 from .errors import SkipCache
-from .keys import UnkeyableError, make_key
+from .keys import KeyMemo, UnkeyableError
 from .policy import POLICY_TTL, CachePolicy, Classifier, IntentRules, classify_with
 from .trace import Trace
 
@@ -145,7 +145,7 @@ class BuildKey:
     uncached instead of sharing a global entry (fail closed).
     """
 
-    __slots__ = ("ignore", "namespace", "namespace_required")
+    __slots__ = ("_memo", "ignore", "namespace", "namespace_required")
 
     def __init__(
         self,
@@ -156,6 +156,7 @@ class BuildKey:
         self.ignore = frozenset(ignore)
         self.namespace = namespace
         self.namespace_required = namespace_required
+        self._memo: KeyMemo | None = None
 
     def __call__(self, ctx: CallContext) -> None:
         namespace: object = self.namespace
@@ -177,8 +178,11 @@ class BuildKey:
             keyed["__self__"] = hook()
         if ctx.key_extra:
             keyed["__extra__"] = ctx.key_extra
+        memo = self._memo
+        if memo is None or memo.fn != ctx.fn:
+            memo = self._memo = KeyMemo(ctx.fn)
         try:
-            ctx.key = make_key(ctx.fn, keyed, ctx.namespace)
+            ctx.key = memo.key(keyed, ctx.namespace)
         except UnkeyableError as exc:
             raise SkipCache("unkeyable_argument") from exc
         ctx.trace.key = ctx.key

@@ -14,6 +14,7 @@ from typing import Any
 
 __all__ = [
     "KEY_SCHEMA",
+    "KeyMemo",
     "UnkeyableError",
     "canonical_json",
     "make_key",
@@ -108,6 +109,47 @@ def namespace_part(namespace: str | None) -> str:
         return namespace
     digest = hashlib.blake2b(namespace.encode("utf-8", "surrogatepass"), digest_size=16)
     return "~" + digest.hexdigest()
+
+
+_SCALARS = frozenset({str, int, float, bool, type(None)})
+_MEMO_SIZE = 4096
+_MEMO_TEXT = 4096
+
+
+def _probe(arguments: Mapping[str, Any], namespace: str | None) -> tuple[Any, ...] | None:
+    """A hashable stand-in for the arguments when they are short scalars (types kept,
+    so 1, 1.0 and True stay apart), else ``None``."""
+    parts: list[Any] = [namespace]
+    for name, value in arguments.items():
+        kind = type(value)
+        if kind not in _SCALARS or (kind is str and len(value) > _MEMO_TEXT):
+            return None
+        parts.append((name, kind, value))
+    return tuple(parts)
+
+
+class KeyMemo:
+    """The keys one function's calls already had: a repeated call of short scalar
+    arguments -- the common ``chat(prompt, model)`` -- skips JSON and hashing."""
+
+    __slots__ = ("_keys", "fn")
+
+    def __init__(self, fn: str) -> None:
+        self.fn = fn
+        self._keys: dict[tuple[Any, ...], str] = {}
+
+    def key(self, arguments: Mapping[str, Any], namespace: str | None) -> str:
+        probe = _probe(arguments, namespace)
+        if probe is not None:
+            key = self._keys.get(probe)
+            if key is not None:
+                return key
+        key = make_key(self.fn, arguments, namespace)
+        if probe is not None:
+            if len(self._keys) >= _MEMO_SIZE:
+                self._keys.clear()
+            self._keys[probe] = key
+        return key
 
 
 def make_key(fn: str, arguments: Mapping[str, Any], namespace: str | None = None) -> str:

@@ -38,22 +38,40 @@ EVENTS = (
 )
 
 _std = logging.getLogger(LOGGER_NAME)
-_assembled: tuple[tuple[Any, ...], Any] | None = None
+# structlog's global configuration object: read (never written) to notice a
+# reconfiguration without copying the configuration on every call.
+_CONFIG: Any = getattr(getattr(structlog, "_config", None), "_CONFIG", None)
+_assembled: tuple[tuple[Any, ...], _Output] | None = None
 
 
-def _structlog_logger() -> Any:
-    """A bound logger for the current structlog configuration (rebuilt when it changes)."""
-    global _assembled
+def _configuration() -> tuple[Any, ...]:
+    """The parts of structlog's configuration an assembled logger depends on."""
+    if _CONFIG is not None:
+        return (
+            _CONFIG.default_wrapper_class,
+            _CONFIG.logger_factory,
+            _CONFIG.default_processors,
+            _CONFIG.default_context_class,
+        )
     config = structlog.get_config()
-    seen = (
+    return (
         config["wrapper_class"],
         config["logger_factory"],
         config["processors"],
         config["context_class"],
     )
+
+
+def _current_output() -> _Output:
+    """Where events go now: stdlib logging until structlog is configured, then a
+    structlog logger assembled once per configuration."""
+    global _assembled
+    if not structlog.is_configured():
+        return _Output(None)
+    seen = _configuration()
     cached = _assembled
     if cached is None or any(a is not b for a, b in zip(cached[0], seen, strict=True)):
-        cached = _assembled = (seen, structlog.get_logger(LOGGER_NAME).bind())
+        cached = _assembled = (seen, _Output(structlog.get_logger(LOGGER_NAME).bind()))
     return cached[1]
 
 
@@ -62,10 +80,10 @@ class _Output:
 
     __slots__ = ("debug", "info", "logger", "structured")
 
-    def __init__(self) -> None:
-        self.structured = structlog.is_configured()
+    def __init__(self, logger: Any) -> None:
+        self.structured = logger is not None
         if self.structured:
-            self.logger = _structlog_logger()
+            self.logger = logger
             enabled = getattr(self.logger, "is_enabled_for", None)
             self.debug = True if enabled is None else bool(enabled(logging.DEBUG))
             self.info = True if enabled is None else bool(enabled(logging.INFO))
@@ -114,14 +132,14 @@ class Trace:
         """Whether an event at ``level`` would be seen (hot paths skip building it)."""
         output = self._output
         if output is None:
-            output = self._output = _Output()
+            output = self._output = _current_output()
         return output.wants(level)
 
     def emit(self, level: int, event: str, **fields: Any) -> None:
         """Emit ``event`` at ``level`` with this call's identity and ``fields``."""
         output = self._output
         if output is None:
-            output = self._output = _Output()
+            output = self._output = _current_output()
         if output.wants(level):
             identity = {"call_id": self.call_id, "fn": self.fn, "key": self.key}
             output.write(level, event, {**identity, **fields})

@@ -415,3 +415,16 @@ def test_every_parameter_kind_binds_like_a_call(cache: MultiLevelCache, llm: Cou
         simple()  # type: ignore[call-arg]
     with pytest.raises(TypeError):
         simple("Explain B", nope=1)  # type: ignore[call-arg]
+
+
+def test_repeated_scalar_calls_keep_types_apart(cache: MultiLevelCache, llm: Counter) -> None:
+    """1, 1.0, True and "1" are different arguments, even for calls answered from memory."""
+
+    @cache_by_intent(cache=cache)
+    def chat(prompt: str, n: object) -> str:
+        return llm(f"{prompt} {n!r}")
+
+    for _ in range(2):
+        answers = [chat("Explain numbers", n) for n in (1, 1.0, True, "1", None)]
+    assert llm.calls == 5
+    assert len(set(answers)) == 5
