@@ -30,6 +30,7 @@ if not __package__:  # run as a script: python benchmarks/run.py
 from benchmarks._timing import Settings, use_cpu_clock
 from benchmarks.context import Context
 from benchmarks.figures import memory_hit, miss_overhead, size_scaling, tracing
+from benchmarks.logstats import log_stats
 from benchmarks.memcached import memcached_hit
 from benchmarks.report import Row, print_table, write_json
 from benchmarks.stampede import stampede
@@ -42,6 +43,7 @@ SECTIONS: dict[str, Callable[[Context], list[Row]]] = {
     "miss": miss_overhead,
     "size": size_scaling,
     "stampede": stampede,
+    "logstats": log_stats,
 }
 
 FULL = Settings(rounds=61, round_ms=12.0)

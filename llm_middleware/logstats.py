@@ -10,6 +10,9 @@ from typing import Any
 
 __all__ = ["LogSummary", "summarize"]
 
+_MARKS_TEXT = ('"cache.result"', '"cache.bypass"')
+_MARKS_BYTES = tuple(mark.encode() for mark in _MARKS_TEXT)
+
 
 @dataclass
 class _Rate:
@@ -31,7 +34,9 @@ class _Rate:
 
 @dataclass
 class LogSummary:
-    """Counts over every ``cache.result`` event seen; other lines are counted as skipped."""
+    """Counts over every ``cache.result`` (and ``cache.bypass``) event seen; every other
+    line -- other events, other loggers' lines, text that is not JSON -- is only
+    counted as skipped. Only lines that mention those two events are parsed."""
 
     lines: int = 0
     skipped: int = 0
@@ -46,6 +51,10 @@ class LogSummary:
 
     def add_line(self, line: str | bytes) -> None:
         self.lines += 1
+        marks = _MARKS_BYTES if isinstance(line, bytes) else _MARKS_TEXT
+        if not any(mark in line for mark in marks):  # type: ignore[operator]
+            self.skipped += 1  # another event, another logger's line, or not JSON
+            return
         try:
             event = json.loads(line)
         except ValueError:
@@ -58,6 +67,8 @@ class LogSummary:
         if name == "cache.bypass" and isinstance(event.get("reason"), str):
             self.bypass_reasons[event["reason"]] += 1
         if name != "cache.result":
+            if name != "cache.bypass":
+                self.skipped += 1
             return
         self.events += 1
         outcome = str(event.get("outcome"))
@@ -96,7 +107,7 @@ class LogSummary:
             f"calls: {data['calls']}  hits: {data['hits']}  misses: {data['misses']}  "
             f"bypassed: {data['bypasses']}  hit rate: {data['hit_rate']:.1%}",
             f"saved: {data['saved_ms'] / 1000:.2f} s, {data['saved_tokens']} tokens",
-            f"lines read: {data['lines']} ({data['skipped_lines']} not JSON, skipped)",
+            f"lines read: {data['lines']} ({data['skipped_lines']} other lines skipped)",
         ]
         if data["hits_by_tier"]:
             tiers = ", ".join(f"{t}: {n}" for t, n in sorted(data["hits_by_tier"].items()))

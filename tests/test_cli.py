@@ -95,3 +95,37 @@ def test_stats_of_a_json_log_match_the_in_process_stats(
     assert summary["hits_by_tier"] == stats["hits"]
     assert summary["skipped_lines"] == 1
     assert summary["top_bypass_reasons"] == {"policy_never": 3}
+
+
+def test_stats_shows_progress_on_a_terminal(tmp_path: Path) -> None:
+    """On a terminal, a long ``stats`` run draws a progress bar on stderr; piped, it does not."""
+    import os
+    import pty
+
+    log = tmp_path / "big.log"
+    log.write_bytes(b"not json\n" * 200_000)
+    leader, follower = pty.openpty()
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "llm_middleware", "stats", str(log)],
+            stdout=subprocess.PIPE,
+            stderr=follower,
+            timeout=60,
+            check=True,
+        )
+        os.close(follower)
+        drawn = b""
+        while True:
+            try:
+                chunk = os.read(leader, 4096)
+            except OSError:
+                break
+            if not chunk:
+                break
+            drawn += chunk
+    finally:
+        os.close(leader)
+    assert b"[" in drawn and b"%" in drawn and b"#" in drawn
+    assert b"lines read: 200000" in done.stdout
+    piped = run("stats", str(log))
+    assert piped.stderr == ""
