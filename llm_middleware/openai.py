@@ -33,8 +33,12 @@ TRANSPORT_OPTIONS = frozenset({"timeout", "extra_headers"})
 
 
 def _usage(value: Any) -> dict[str, int] | None:
+    """The token counts of an answer (``prompt_tokens``, ``completion_tokens``,
+    ``total_tokens``); nested details stay in the stored answer itself."""
     usage = getattr(value, "usage", None)
-    return None if usage is None else usage.model_dump(mode="json", exclude_none=True)
+    if usage is None:
+        return None
+    return {k: v for k, v in usage.model_dump(mode="json").items() if type(v) is int}
 
 
 def _stream_usage(chunks: list[ChatCompletionChunk]) -> dict[str, int] | None:
@@ -69,14 +73,33 @@ class _Recording:
         self.chunks = chunks
 
 
-def _finished_normally(chunks: list[ChatCompletionChunk]) -> bool:
-    """A stream is worth storing when every choice finished, and none by hitting the
-    token limit (a truncated answer is not an answer to reuse)."""
-    reasons = [c.finish_reason for chunk in chunks for c in chunk.choices if c.finish_reason]
-    return bool(reasons) and "length" not in reasons
+class _Recorder:
+    """What a live stream's sync and async wrappers share: the recording, and the
+    rule for storing it."""
+
+    def __init__(self, stream: Any, commit: Commit) -> None:
+        self._stream = stream
+        self._commit = commit
+        self._chunks: list[ChatCompletionChunk] = []
+        self._started = time.perf_counter()
+
+    @property
+    def response(self) -> Any:
+        """The live stream's HTTP response."""
+        return self._stream.response
+
+    def _finished(self) -> tuple[_Recording, float] | None:
+        """The recording to store once the stream ended, or None when it must not be
+        stored: no choice finished, or one stopped at the token limit (a truncated
+        answer is not an answer to reuse)."""
+        reasons = [c.finish_reason for chunk in self._chunks for c in chunk.choices]
+        finished = [reason for reason in reasons if reason]
+        if not finished or "length" in finished:
+            return None
+        return _Recording(self._chunks), (time.perf_counter() - self._started) * 1000
 
 
-class RecordingStream:
+class RecordingStream(_Recorder):
     """A live stream passed through to the caller while its chunks are recorded.
 
     The recording is stored only when the caller has read the stream to its end
@@ -85,15 +108,8 @@ class RecordingStream:
     """
 
     def __init__(self, stream: Any, commit: Commit) -> None:
-        self._stream = stream
+        super().__init__(stream, commit)
         self._iterator = iter(stream)
-        self._commit = commit
-        self._chunks: list[ChatCompletionChunk] = []
-        self._started = time.perf_counter()
-
-    @property
-    def response(self) -> Any:
-        return self._stream.response
 
     def __iter__(self) -> Iterator[ChatCompletionChunk]:
         return self
@@ -102,9 +118,9 @@ class RecordingStream:
         try:
             chunk: ChatCompletionChunk = next(self._iterator)
         except StopIteration:
-            if _finished_normally(self._chunks):
-                ms = (time.perf_counter() - self._started) * 1000
-                self._commit(_Recording(self._chunks), ms)
+            done = self._finished()
+            if done is not None:
+                self._commit(*done)
             raise
         self._chunks.append(chunk)
         return chunk
@@ -119,19 +135,12 @@ class RecordingStream:
         self.close()
 
 
-class AsyncRecordingStream:
+class AsyncRecordingStream(_Recorder):
     """`RecordingStream` for `AsyncOpenAI`."""
 
     def __init__(self, stream: Any, commit: Commit) -> None:
-        self._stream = stream
+        super().__init__(stream, commit)
         self._iterator = stream.__aiter__()
-        self._commit = commit
-        self._chunks: list[ChatCompletionChunk] = []
-        self._started = time.perf_counter()
-
-    @property
-    def response(self) -> Any:
-        return self._stream.response
 
     def __aiter__(self) -> AsyncIterator[ChatCompletionChunk]:
         return self
@@ -140,9 +149,9 @@ class AsyncRecordingStream:
         try:
             chunk: ChatCompletionChunk = await self._iterator.__anext__()
         except StopAsyncIteration:
-            if _finished_normally(self._chunks):
-                ms = (time.perf_counter() - self._started) * 1000
-                await self._commit.acall(_Recording(self._chunks), ms)
+            done = self._finished()
+            if done is not None:
+                await self._commit.acall(*done)
             raise
         self._chunks.append(chunk)
         return chunk

@@ -257,3 +257,32 @@ def test_truncated_stream_is_not_stored(
         chunks = list(cached.chat.completions.create(**request))
         assert chunks[-1].choices[0].finish_reason == "length"
     assert openai_server.calls == 2
+
+
+def test_usage_details_round_trip(cache: MultiLevelCache) -> None:
+    """An answer whose usage has nested token details is stored and read back equal."""
+    completion = ChatCompletion.model_validate(
+        {
+            "id": "chatcmpl-1",
+            "object": "chat.completion",
+            "created": 1,
+            "model": "gpt-test",
+            "choices": [
+                {
+                    "index": 0,
+                    "finish_reason": "stop",
+                    "message": {"role": "assistant", "content": "hi"},
+                }
+            ],
+            "usage": {
+                "prompt_tokens": 5,
+                "completion_tokens": 7,
+                "total_tokens": 12,
+                "completion_tokens_details": {"reasoning_tokens": 3, "audio_tokens": 0},
+                "prompt_tokens_details": {"cached_tokens": 2},
+            },
+        }
+    )
+    cache.set("answer", completion, ttl=60)
+    again = cache.get("answer")
+    assert type(again) is ChatCompletion and again.model_dump() == completion.model_dump()
