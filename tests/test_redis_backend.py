@@ -1,0 +1,425 @@
+"""`RedisBackend` against real Redis servers: the contract, URLs, the breaker, restarts."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import gc
+import json
+import socket
+import subprocess
+import sys
+import threading
+import time
+import weakref
+from collections.abc import Callable, Iterator
+from importlib.metadata import EntryPoint
+from typing import Any
+
+import pytest
+
+pytest.importorskip("redis")
+
+import redis
+from redis.exceptions import RedisClusterException
+from structlog.testing import capture_logs
+
+from backends.memory import MemoryBackend
+from backends.redis import (
+    RedisBackend,
+    RedisClusterBackend,
+    RedisTLSBackend,
+    RedisUnavailable,
+    _px,
+)
+from llm_middleware import (
+    ConfigurationError,
+    MultiLevelCache,
+    backend_from_url,
+    cache_by_intent,
+    registry,
+)
+from llm_middleware.backend import Backend
+from llm_middleware.testing import BackendContract
+from tests.redis_servers import RedisServer
+
+TIMEOUT = 0.25
+DEAD_TIMEOUT = 0.5
+SLACK = 1.0  # generous allowance for a loaded CI machine; no test relies on tight timing
+DOWN = (redis.RedisError, RedisClusterException)  # what a down server (or cluster) raises
+
+
+class TestRedisContract(BackendContract):
+    """The shared backend contract on one real server (real clock; Redis expires in ms)."""
+
+    real_ttl = 0.3
+    expiry_grace = 1.0
+
+    @pytest.fixture
+    def backend(self, redis_server: RedisServer) -> Iterator[Backend]:
+        """A backend on a fresh server (timeouts for a loaded machine: 20 parallel connects)."""
+        backend = RedisBackend(url=redis_server.url, socket_timeout=2, socket_connect_timeout=2)
+        yield backend
+        backend.close()
+
+
+class TestRedisClusterContract(TestRedisContract):
+    """The same contract through the Redis Cluster client, on a one-node cluster."""
+
+    @pytest.fixture
+    def backend(self, redis_cluster: RedisServer) -> Iterator[Backend]:
+        """A cluster backend on the module's one-node cluster, flushed."""
+        if not redis_cluster.running:
+            redis_cluster.restart()
+        redis_cluster.command("FLUSHALL")
+        backend = RedisClusterBackend.from_url(
+            redis_cluster.address, socket_timeout=2, socket_connect_timeout=2
+        )
+        yield backend
+        backend.close()
+
+
+class SocketCounter:
+    """Counts sockets created while installed over ``socket.socket``."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.created = 0
+        counter = self
+
+        class CountingSocket(socket.socket):
+            def __init__(self, *args: Any, **kwargs: Any) -> None:
+                counter.created += 1
+                super().__init__(*args, **kwargs)
+
+        monkeypatch.setattr(socket, "socket", CountingSocket)
+
+
+def timed(call: Callable[[], object]) -> tuple[float, BaseException | None]:
+    """Seconds ``call()`` took, and what it raised (``None`` if nothing)."""
+    started = time.monotonic()
+    try:
+        call()
+    except Exception as exc:
+        return time.monotonic() - started, exc
+    return time.monotonic() - started, None
+
+
+def wait_until_usable(backend: RedisBackend, key: str) -> float:
+    """Retry ``set`` until it works again; return the ``time.monotonic()`` when it did."""
+    deadline = time.monotonic() + DEAD_TIMEOUT + TIMEOUT + 3 * SLACK
+    while True:
+        try:
+            backend.set(key, b"back", 60)
+            return time.monotonic()
+        except DOWN as exc:
+            error = exc
+        if time.monotonic() > deadline:
+            pytest.fail(f"not used again after dead_timeout: {error!r}")
+        time.sleep(0.02)
+
+
+@pytest.fixture(params=["single", "cluster"])
+def running(request: pytest.FixtureRequest) -> RedisServer:
+    """A fresh plain server, then the module's one-node Redis Cluster, flushed (restarted
+    first if an earlier test left it stopped)."""
+    if request.param == "single":
+        single: RedisServer = request.getfixturevalue("redis_server")
+        return single
+    cluster: RedisServer = request.getfixturevalue("redis_cluster")
+    if not cluster.running:
+        cluster.restart()
+    cluster.command("FLUSHALL")
+    return cluster
+
+
+def test_hung_server(running: RedisServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A hung server costs one timeout (a cluster: two, with the topology refresh), is then
+    skipped without a socket for dead_timeout, and is used again once it answers."""
+    server = running
+    backend = RedisBackend(url=server.url, cluster=server.cluster, dead_timeout=DEAD_TIMEOUT)
+    backend.set("hung", b"v", 60)
+    server.pause()
+    try:
+        took, error = timed(lambda: backend.get("hung"))
+        expected = RedisClusterException if server.cluster else redis.TimeoutError
+        assert isinstance(error, expected), error
+        assert TIMEOUT * 0.8 < took < (2 if server.cluster else 1) * TIMEOUT + SLACK
+        died = time.monotonic()
+        sockets = SocketCounter(monkeypatch)
+        for _ in range(200):
+            with pytest.raises(RedisUnavailable, match="is down"):
+                backend.set("hung", b"v", 60)
+        assert time.monotonic() - died < 0.5 * DEAD_TIMEOUT and sockets.created == 0
+    finally:
+        server.resume()
+    assert wait_until_usable(backend, "hung") - died >= 0.8 * DEAD_TIMEOUT
+    assert backend.get("hung") == b"back"
+    backend.close()
+
+
+def test_killed_and_restarted_server(running: RedisServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A killed server fails fast and is skipped for dead_timeout; a restarted plain server
+    is used again (a cluster is not restarted here: that costs Redis's 2 s writable delay;
+    `test_hung_server` covers a cluster's recovery)."""
+    server = running
+    backend = RedisBackend(url=server.url, cluster=server.cluster, dead_timeout=DEAD_TIMEOUT)
+    backend.set("killed", b"v", 60)
+    server.stop()
+    took, error = timed(lambda: backend.get("killed"))
+    assert isinstance(error, DOWN) and not isinstance(error, RedisUnavailable), error
+    assert took < TIMEOUT + SLACK  # a refused connection: no timeout to wait for
+    sockets = SocketCounter(monkeypatch)
+    with pytest.raises(RedisUnavailable):
+        backend.get("killed")
+    assert sockets.created == 0
+    if not server.cluster:
+        server.restart()
+        wait_until_usable(backend, "killed")
+        assert backend.get("killed") == b"back"
+    backend.close()
+
+
+def test_async_twins_share_the_breaker_and_never_block_the_loop(
+    redis_server: RedisServer,
+) -> None:
+    """``aget`` on a hung server times out while other tasks run; then it fails fast."""
+    backend = RedisBackend(url=redis_server.url, dead_timeout=DEAD_TIMEOUT)
+    ticks = 0
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while True:
+            ticks += 1
+            await asyncio.sleep(0.01)
+
+    async def scenario() -> None:
+        await backend.aset("loop", b"v", 60)
+        redis_server.pause()
+        task = asyncio.create_task(ticker())
+        with pytest.raises(redis.TimeoutError):
+            await backend.aget("loop")
+        task.cancel()
+        started = time.monotonic()
+        with pytest.raises(RedisUnavailable):
+            await backend.aget("loop")
+        assert time.monotonic() - started < 0.05
+        await backend.aclose()
+
+    asyncio.run(scenario())
+    assert ticks >= 5
+    with pytest.raises(RedisUnavailable):
+        backend.get("loop")  # the sync side sees the same breaker
+    redis_server.resume()
+    backend.close()
+
+
+def test_each_event_loop_gets_a_client_closed_with_the_loop(redis_server: RedisServer) -> None:
+    """Consecutive ``asyncio.run`` calls work, and leave no connection open and no loop
+    referenced behind them."""
+    backend = RedisBackend(url=redis_server.url)
+    loops: list[weakref.ref[asyncio.AbstractEventLoop]] = []
+
+    async def roundtrip(n: int) -> bytes | None:
+        loops.append(weakref.ref(asyncio.get_running_loop()))
+        await backend.aset(f"loop:{n}", b"v", 60)
+        return await backend.aget(f"loop:{n}")
+
+    assert [asyncio.run(roundtrip(n)) for n in range(3)] == [b"v"] * 3
+    gc.collect()
+    assert [ref() for ref in loops] == [None] * 3
+    deadline = time.monotonic() + 2.0
+    while len(redis_server.command("CLIENT", "LIST").splitlines()) > 1:  # 1: this very query
+        assert time.monotonic() < deadline, redis_server.command("CLIENT", "LIST")
+        time.sleep(0.01)
+    backend.close()
+
+
+def test_threads_while_the_server_dies(redis_server: RedisServer) -> None:
+    """8 threads, while the server is killed and restarted, see only redis errors."""
+    backend = RedisBackend(url=redis_server.url, dead_timeout=0.05)
+    unexpected: list[BaseException] = []
+    done = threading.Event()
+
+    def work(n: int) -> None:
+        i = 0
+        while not done.is_set():
+            i += 1
+            try:
+                backend.set(f"race:{n}:{i % 20}", b"v", 60)
+                assert backend.get(f"race:{n}:{i % 20}") in (b"v", None)
+            except DOWN:
+                pass
+            except BaseException as exc:
+                unexpected.append(exc)
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for _ in range(2):
+        redis_server.stop()
+        time.sleep(0.1)
+        redis_server.restart()
+        time.sleep(0.1)
+    done.set()
+    for thread in threads:
+        thread.join(timeout=10)
+    assert not unexpected, unexpected[:3]
+    wait_until_usable(backend, "race:after")
+    backend.close()
+
+
+def test_redis_killed_mid_run(redis_server: RedisServer) -> None:
+    """Through the cache: Redis killed mid-run costs no failed call and little time per call;
+    once it is back (after dead_timeout), answers are stored and served from it again."""
+    backend = RedisBackend(url=redis_server.url, dead_timeout=DEAD_TIMEOUT)
+    cache = MultiLevelCache([MemoryBackend(maxsize=1000), backend])
+    calls = 0
+
+    def answer(prompt: str) -> str:
+        nonlocal calls
+        calls += 1
+        return f"answer to {prompt}"
+
+    chat = cache_by_intent(cache=cache)(answer)
+    latencies: list[float] = []
+    failures = 0
+    with capture_logs() as events:
+        for i in range(60):
+            if i == 20:
+                redis_server.stop()
+            if i == 40:
+                redis_server.restart()
+                time.sleep(DEAD_TIMEOUT + 0.1)
+            took, error = timed(functools.partial(chat, f"Explain topic {i}"))
+            latencies.append(took)
+            failures += error is not None
+    assert failures == 0 and calls == 60
+    assert max(latencies) < TIMEOUT + SLACK
+    errors = [e for e in events if e["event"] == "cache.error"]
+    assert errors and {e["tier"] for e in errors} == {"L2"}
+    assert sum("RedisUnavailable" in e["error"] for e in errors) >= len(errors) - 2
+    assert int(redis_server.command("DBSIZE")) == 20  # stored again after the restart
+    fresh = MultiLevelCache([MemoryBackend(), RedisBackend(url=redis_server.url)])
+    assert cache_by_intent(cache=fresh)(answer)("Explain topic 59") == "answer to Explain topic 59"
+    assert fresh.stats()["hits"] == {"L2": 1} and calls == 60
+    fresh.close()
+    cache.close()
+
+
+PERSIST = """
+import json, os, sys
+from backends.memory import MemoryBackend
+from backends.redis import RedisBackend
+from llm_middleware import MultiLevelCache, cache_by_intent
+
+calls = 0
+cache = MultiLevelCache([MemoryBackend(maxsize=100, ttl=300), RedisBackend(url=sys.argv[1])])
+
+@cache_by_intent(cache=cache)
+def chat(prompt: str) -> str:
+    global calls
+    calls += 1
+    return f"answer from process {os.getpid()}"
+
+answer = chat("Explain B-trees")  # LONG: stored in every tier
+print(json.dumps({"answer": answer, "calls": calls, "hits": cache.stats()["hits"]}))
+cache.close()
+"""
+
+
+def run_python(script: str, *args: str) -> dict[str, Any]:
+    """Run ``script`` in a fresh interpreter; its last stdout line, as JSON."""
+    done = subprocess.run(
+        [sys.executable, "-c", script, *args], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    result: dict[str, Any] = json.loads(done.stdout.splitlines()[-1])
+    return result
+
+
+def test_a_long_answer_survives_a_restart(redis_server: RedisServer) -> None:
+    """A second process gets the first one's LONG answer from Redis, uncalled."""
+    first = run_python(PERSIST, redis_server.url)
+    second = run_python(PERSIST, redis_server.url)
+    assert (first["calls"], first["hits"]) == (1, {})
+    assert (second["calls"], second["hits"]) == (0, {"L2": 1})
+    assert second["answer"] == first["answer"]
+    ttl_ms = int(redis_server.command("PTTL", redis_server.command("KEYS", "*")[0]))
+    assert 86_000_000 < ttl_ms <= 86_400_000  # LONG: a day, in milliseconds
+
+
+@pytest.fixture
+def registered(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The redis entry points as pyproject.toml declares them, registered for this test."""
+    entry_points = dict(registry.registered_backends())
+    for name, cls in [
+        ("redis", "RedisBackend"),
+        ("rediss", "RedisTLSBackend"),
+        ("redis+cluster", "RedisClusterBackend"),
+    ]:
+        entry_points[name] = EntryPoint(name, f"backends.redis:{cls}", registry.GROUP)
+    monkeypatch.setattr(registry, "_entry_points", entry_points)
+
+
+@pytest.mark.usefixtures("registered")
+@pytest.mark.parametrize(
+    ("url", "cls", "redis_url", "cluster"),
+    [
+        ("redis://", RedisBackend, "redis://127.0.0.1:6379/0", False),
+        ("redis://h:1/2", RedisBackend, "redis://h:1/2", False),
+        ("redis://u:p%40ss@h:1/0", RedisBackend, "redis://u:p%40ss@h:1/0", False),
+        ("rediss://h:1/0", RedisTLSBackend, "rediss://h:1/0", False),
+        ("rediss://", RedisTLSBackend, "rediss://127.0.0.1:6379/0", False),
+        ("redis+cluster://h:7000", RedisClusterBackend, "redis://h:7000", True),
+        ("redis://h:7000?cluster=true", RedisBackend, "redis://h:7000", True),
+        ("rediss://h:7000?cluster=yes", RedisTLSBackend, "rediss://h:7000", True),
+        ("redis://?url=unix:///run/redis.sock", RedisBackend, "unix:///run/redis.sock", False),
+    ],
+)
+def test_urls(url: str, cls: type[RedisBackend], redis_url: str, cluster: bool) -> None:
+    """Each scheme builds its class; the location becomes redis-py's URL (not connected yet)."""
+    backend = backend_from_url(url)
+    assert type(backend) is cls
+    assert (backend.url, backend.cluster) == (redis_url, cluster)
+
+
+@pytest.mark.usefixtures("registered")
+def test_url_options_and_mistakes(redis_server: RedisServer) -> None:
+    """Query options are converted to their types; mistakes raise at once; no password shows."""
+    backend = backend_from_url(
+        f"redis://{redis_server.address}/0?socket_timeout=0.5&dead_timeout=2&max_value_bytes=9"
+    )
+    assert isinstance(backend, RedisBackend) and backend.max_value_bytes == 9
+    backend.set("k", b"v", 60)
+    assert backend.get("k") == b"v"
+    with pytest.raises(ValueError, match="max_value_bytes"):
+        backend.set("k", b"0123456789", 60)
+    backend.close()
+    for url, message in [
+        ("redis://h?socket_timeot=1", "valid options: client_options, cluster, dead_timeout"),
+        ("redis://h?socket_timeout=0", "socket timeouts"),
+        ("redis://h?url=redis://g", "both in the URL"),
+        ("redis://?url=http://g", "not a redis URL"),
+    ]:
+        with pytest.raises(ConfigurationError, match=message):
+            backend_from_url(url)
+    secret = RedisBackend(url="redis://user:hunter2@127.0.0.1:1/0", dead_timeout=5)
+    assert "hunter2" not in repr(secret)
+    with pytest.raises(redis.ConnectionError):
+        secret.get("k")
+    with pytest.raises(RedisUnavailable) as info:
+        secret.get("k")
+    assert "hunter2" not in str(info.value) and "user:***@127.0.0.1:1" in str(info.value)
+
+
+@pytest.mark.parametrize(("ttl", "px"), [(0.0001, 1), (0.2, 200), (1.0001, 1001), (300, 300_000)])
+def test_px(ttl: float, px: int) -> None:
+    """TTLs become whole milliseconds, rounded up, at least 1."""
+    assert _px(ttl) == px
+
+
+@pytest.mark.parametrize("ttl", [0, -1, float("nan"), float("inf")])
+def test_px_refuses_non_positive(ttl: float) -> None:
+    """A ttl that is not a positive finite number is refused."""
+    with pytest.raises(ValueError, match="ttl"):
+        _px(ttl)
