@@ -12,7 +12,7 @@ import wrapt
 
 from . import config
 from ._binding import Binder
-from ._io import run_async, run_sync
+from ._io import Flow, run_async, run_sync
 from .chain import (
     DEFAULT_TIERS_FOR,
     BuildKey,
@@ -134,6 +134,24 @@ class _CachedFunction:
             last = self._recorders = Recorders(cache.recorder, self.stats)
         return last
 
+    def flow(
+        self,
+        wrapped: Callable[..., Any],
+        instance: object,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        flights: Flights | AsyncFlights[Any],
+    ) -> Flow[Any] | None:
+        """The cached call's flow, or ``None`` when the arguments do not fit (the
+        function is then called as is and raises its own TypeError)."""
+        ctx = self.context(instance, args, kwargs)
+        if ctx is None:
+            return None
+        cache = self.cache or config.default_cache()
+        ctx.trace.stats = self.recorders(cache)
+        call = functools.partial(wrapped, *args, **kwargs)
+        return cached_call(ctx, cache, self.codec, call, flights, self.revalidations, self.options)
+
     def call(
         self,
         wrapped: Callable[..., Any],
@@ -141,21 +159,8 @@ class _CachedFunction:
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
     ) -> Any:
-        ctx = self.context(instance, args, kwargs)
-        if ctx is None:
-            return wrapped(*args, **kwargs)
-        cache = self.cache or config.default_cache()
-        ctx.trace.stats = self.recorders(cache)
-        flow = cached_call(
-            ctx,
-            cache,
-            self.codec,
-            lambda: wrapped(*args, **kwargs),
-            self.flights,
-            self.revalidations,
-            self.options,
-        )
-        return run_sync(flow)
+        flow = self.flow(wrapped, instance, args, kwargs, self.flights)
+        return wrapped(*args, **kwargs) if flow is None else run_sync(flow)
 
     async def acall(
         self,
@@ -164,21 +169,8 @@ class _CachedFunction:
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
     ) -> Any:
-        ctx = self.context(instance, args, kwargs)
-        if ctx is None:
-            return await wrapped(*args, **kwargs)
-        cache = self.cache or config.default_cache()
-        ctx.trace.stats = self.recorders(cache)
-        flow = cached_call(
-            ctx,
-            cache,
-            self.codec,
-            lambda: wrapped(*args, **kwargs),
-            self.async_flights,
-            self.revalidations,
-            self.options,
-        )
-        return await run_async(flow)
+        flow = self.flow(wrapped, instance, args, kwargs, self.async_flights)
+        return await (wrapped(*args, **kwargs) if flow is None else run_async(flow))
 
 
 @overload
