@@ -1,8 +1,11 @@
 """``llm-middleware demo``: a mixed workload through the decorator, offline.
 
 A simulated LLM (a fixed delay per call) answers time-sensitive, reference and
-coding prompts, some repeated; each call's decision is printed from its
-``cache.result`` event, then a summary of hits, misses and time saved.
+coding prompts, some repeated, through the embedded default tiers (L1: 100 items
+for up to 5 min, L2: 1,000 items for up to 1 h). Then the demo's clock jumps six
+minutes: short-lived answers have expired, and longer-lived ones leave L1 at its
+cap, are served from L2 and promoted back. Each call's decision is printed from
+its ``cache.result`` event, then a summary of hits, misses and time saved.
 """
 
 from __future__ import annotations
@@ -15,6 +18,8 @@ from typing import Any, TextIO
 import structlog
 
 from .decorator import cache_by_intent
+from .registry import load_backend
+from .tiers import MultiLevelCache
 
 __all__ = ["run_demo"]
 
@@ -34,14 +39,39 @@ WORKLOAD = (
     "What is a vector database?",
 )
 
+AFTER_SIX_MINUTES = (
+    "What is a vector database?",  # LONG: gone from L1 (5 min cap), served by L2
+    "Summarize the plot of Hamlet in two sentences.",  # SHORT: expired
+    "Write a Python function that reverses a linked list.",  # MEDIUM: from L2
+    "What is a vector database?",  # promoted: L1 again
+)
+
+
+class _DemoClock:
+    """Wall time, plus whatever the demo fast-forwards."""
+
+    def __init__(self) -> None:
+        self.skipped = 0.0
+
+    def __call__(self) -> float:
+        return time.time() + self.skipped
+
 
 def run_demo(
     *, latency: float = 0.2, json_trace: bool = False, out: TextIO = sys.stdout
 ) -> dict[str, Any]:
     """Run the workload; returns the decorated function's ``cache_info()``."""
     calls = 0
+    clock = _DemoClock()
+    cache = MultiLevelCache(  # the embedded default tiers, on the demo's clock
+        [
+            load_backend("memory", maxsize=100, ttl=300, timer=clock),
+            load_backend("memory", maxsize=1000, ttl=3600, timer=clock),
+        ],
+        timer=clock,
+    )
 
-    @cache_by_intent
+    @cache_by_intent(cache=cache)
     def ask(prompt: str, model: str = "demo-llm") -> str:
         """The simulated LLM: slow, and counts its calls."""
         nonlocal calls
@@ -72,7 +102,13 @@ def run_demo(
         f"{'#':>2}  {'prompt':<54} {'policy':<7} {'outcome':<7} {'tier':<5} {'time':>8}", file=out
     )
     started = time.perf_counter()
-    for number, prompt in enumerate(WORKLOAD, 1):
+    number = 0
+    for prompt in (*WORKLOAD, None, *AFTER_SIX_MINUTES):
+        if prompt is None:
+            clock.skipped += 360
+            print("-- six minutes later --", file=out)
+            continue
+        number += 1
         before = len(rows)
         ask(prompt)
         for row in rows[before:]:
@@ -85,9 +121,14 @@ def run_demo(
     info = dict(ask.cache_info())  # type: ignore[attr-defined]
     hits = sum(info["hits"].values())
     print(
-        f"\n{len(WORKLOAD)} calls in {elapsed:.2f}s: {hits} hits, {info['misses']} misses, "
+        f"\n{info['calls']} calls in {elapsed:.2f}s: {hits} hits ({_by_tier(info)}), "
+        f"{info['misses']} misses, "
         f"{sum(info['bypasses'].values())} bypassed (never cached); the LLM ran {calls} times; "
-        f"hits saved {info['saved_ms'] / 1000:.2f}s.",
+        f"hits saved {info['saved_ms'] / 1000:.2f}s; {info['promotions']} promoted from L2 to L1.",
         file=out,
     )
     return info
+
+
+def _by_tier(info: dict[str, Any]) -> str:
+    return ", ".join(f"{tier}: {count}" for tier, count in sorted(info["hits"].items()))

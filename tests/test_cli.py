@@ -32,7 +32,10 @@ def test_demo_runs_offline_and_shows_hits() -> None:
     lines = done.stdout.splitlines()
     assert any(" hit " in line and " L1 " in line for line in lines)
     assert any(" bypass " in line and " never " in line for line in lines)
-    assert "hits saved" in lines[-1]
+    later = lines[lines.index("-- six minutes later --") :]
+    assert any(" long " in line and " hit " in line and " L2 " in line for line in later)
+    assert any(" short " in line and " miss " in line for line in later)
+    assert "hits saved" in lines[-1] and "promoted from L2 to L1" in lines[-1]
 
 
 def test_classify_shows_policy_ttl_and_rule(tmp_path: Path) -> None:
