@@ -10,27 +10,18 @@ missing binary fails them: CI must really run against Redis.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 
 import pytest
 
-from tests.redis_servers import RedisServer, find_redis_server
-
-
-def _require_redis_server() -> None:
-    if find_redis_server() is not None:
-        return
-    message = "redis-server binary not found (install redis-server or set REDIS_SERVER_BIN)"
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(f"{message}; CI=true, so this is an error, not a skip")
-    pytest.skip(message)
+from tests.redis_servers import RedisServer
+from tests.server_process import require_binary
 
 
 @pytest.fixture
 def redis_server() -> Iterator[RedisServer]:
     """One running redis-server, stopped after the test."""
-    _require_redis_server()
+    require_binary(RedisServer)
     with RedisServer() as server:
         yield server
 
@@ -38,6 +29,6 @@ def redis_server() -> Iterator[RedisServer]:
 @pytest.fixture(scope="module")
 def redis_cluster() -> Iterator[RedisServer]:
     """A one-node Redis Cluster (all slots on one server) for a whole test module."""
-    _require_redis_server()
+    require_binary(RedisServer)
     with RedisServer(cluster=True) as server:
         yield server

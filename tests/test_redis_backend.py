@@ -5,10 +5,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import gc
-import json
 import socket
-import subprocess
-import sys
 import threading
 import time
 import weakref
@@ -42,6 +39,7 @@ from llm_middleware import (
 from llm_middleware.backend import Backend
 from llm_middleware.testing import BackendContract
 from tests.redis_servers import RedisServer
+from tests.second_process import ask_in_a_new_process
 
 TIMEOUT = 0.25
 DEAD_TIMEOUT = 0.5
@@ -306,41 +304,10 @@ def test_redis_killed_mid_run(redis_server: RedisServer) -> None:
     cache.close()
 
 
-PERSIST = """
-import json, os, sys
-from backends.memory import MemoryBackend
-from backends.redis import RedisBackend
-from llm_middleware import MultiLevelCache, cache_by_intent
-
-calls = 0
-cache = MultiLevelCache([MemoryBackend(maxsize=100, ttl=300), RedisBackend(url=sys.argv[1])])
-
-@cache_by_intent(cache=cache)
-def chat(prompt: str) -> str:
-    global calls
-    calls += 1
-    return f"answer from process {os.getpid()}"
-
-answer = chat("Explain B-trees")  # LONG: stored in every tier
-print(json.dumps({"answer": answer, "calls": calls, "hits": cache.stats()["hits"]}))
-cache.close()
-"""
-
-
-def run_python(script: str, *args: str) -> dict[str, Any]:
-    """Run ``script`` in a fresh interpreter; its last stdout line, as JSON."""
-    done = subprocess.run(
-        [sys.executable, "-c", script, *args], capture_output=True, text=True, timeout=60
-    )
-    assert done.returncode == 0, done.stderr
-    result: dict[str, Any] = json.loads(done.stdout.splitlines()[-1])
-    return result
-
-
 def test_a_long_answer_survives_a_restart(redis_server: RedisServer) -> None:
     """A second process gets the first one's LONG answer from Redis, uncalled."""
-    first = run_python(PERSIST, redis_server.url)
-    second = run_python(PERSIST, redis_server.url)
+    first = ask_in_a_new_process(RedisBackend, url=redis_server.url)
+    second = ask_in_a_new_process(RedisBackend, url=redis_server.url)
     assert (first["calls"], first["hits"]) == (1, {})
     assert (second["calls"], second["hits"]) == (0, {"L2": 1})
     assert second["answer"] == first["answer"]

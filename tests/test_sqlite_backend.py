@@ -26,6 +26,7 @@ from llm_middleware import (
 )
 from llm_middleware.backend import Backend
 from llm_middleware.testing import BackendContract, FakeClock
+from tests.second_process import ask_in_a_new_process
 
 
 class TestSQLiteContract(BackendContract):
@@ -196,42 +197,11 @@ def test_a_forked_child_opens_its_own_connection(tmp_path: Path) -> None:
     backend.close()
 
 
-PERSIST = """
-import json, os, sys
-from backends.memory import MemoryBackend
-from backends.sqlite import SQLiteBackend
-from llm_middleware import MultiLevelCache, cache_by_intent
-
-calls = 0
-cache = MultiLevelCache([MemoryBackend(maxsize=100, ttl=300), SQLiteBackend(path=sys.argv[1])])
-
-@cache_by_intent(cache=cache)
-def chat(prompt: str) -> str:
-    global calls
-    calls += 1
-    return f"answer from process {os.getpid()}"
-
-answer = chat("Explain B-trees")  # LONG: stored in every tier
-print(json.dumps({"answer": answer, "calls": calls, "hits": cache.stats()["hits"]}))
-cache.close()
-"""
-
-
-def run_python(script: str, *args: str) -> dict[str, Any]:
-    """Run ``script`` in a fresh interpreter; its last stdout line, as JSON."""
-    done = subprocess.run(
-        [sys.executable, "-c", script, *args], capture_output=True, text=True, timeout=60
-    )
-    assert done.returncode == 0, done.stderr
-    result: dict[str, Any] = json.loads(done.stdout.splitlines()[-1])
-    return result
-
-
 def test_a_long_answer_survives_a_restart(tmp_path: Path) -> None:
     """A second process gets the first one's LONG answer from the SQLite tier, uncalled."""
     path = str(tmp_path / "persist.db")
-    first = run_python(PERSIST, path)
-    second = run_python(PERSIST, path)
+    first = ask_in_a_new_process(SQLiteBackend, path=path)
+    second = ask_in_a_new_process(SQLiteBackend, path=path)
     assert (first["calls"], first["hits"]) == (1, {})
     assert (second["calls"], second["hits"]) == (0, {"L2": 1})
     assert second["answer"] == first["answer"]
