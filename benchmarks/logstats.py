@@ -24,13 +24,20 @@ FULL_BYTES = 1024**3
 QUICK_BYTES = 16 * 1024**2
 SMALL_BYTES = 4 * 1024**2
 
+# The child reports its own peak: VmHWM belongs to its address space, while ru_maxrss
+# would carry over the (large) benchmark process's peak across fork and exec.
 CHILD = """
 import resource, sys, time
 from llm_middleware.cli import main
 started = time.perf_counter()
 status = main(["stats", sys.argv[1], "--json"])
 elapsed = time.perf_counter() - started
-print(f"{elapsed} {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}", file=sys.stderr)
+try:
+    with open("/proc/self/status") as proc:
+        peak = next(int(line.split()[1]) for line in proc if line.startswith("VmHWM:"))
+except (OSError, StopIteration):
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(f"{elapsed} {peak}", file=sys.stderr)
 sys.exit(status)
 """
 
