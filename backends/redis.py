@@ -180,6 +180,13 @@ class RedisBackend:
         with self._breaker.guard():
             self._sync_client().set(key, value, px=px)
 
+    def add(self, key: str, value: bytes, ttl: float) -> bool:
+        """Store ``value`` only if ``key`` is absent (``SET NX PX``, atomic); ``True``
+        when stored. The cache takes its cross-process stampede locks with it."""
+        px = self._checked(value, ttl)
+        with self._breaker.guard():
+            return bool(self._sync_client().set(key, value, px=px, nx=True))
+
     def delete(self, key: str) -> None:
         """Remove ``key``; no error when it is absent."""
         with self._breaker.guard():
@@ -205,6 +212,12 @@ class RedisBackend:
         px = self._checked(value, ttl)
         with self._breaker.guard():
             await (await self._async_client()).set(key, value, px=px)
+
+    async def aadd(self, key: str, value: bytes, ttl: float) -> bool:
+        """`add` on ``redis.asyncio``."""
+        px = self._checked(value, ttl)
+        with self._breaker.guard():
+            return bool(await (await self._async_client()).set(key, value, px=px, nx=True))
 
     async def adelete(self, key: str) -> None:
         """`delete` on ``redis.asyncio``."""

@@ -31,7 +31,7 @@ __all__ = [
     "run_steps",
 ]
 
-DEGRADED = frozenset({"unkeyable_argument", "namespace_missing", "namespace_error"})
+DEGRADED = frozenset({"unkeyable_argument", "namespace_missing", "namespace_error", "step_error"})
 """Bypass reasons that mean the cache could not do its job: logged as warnings."""
 
 DEFAULT_TIERS_FOR: Mapping[CachePolicy, int | None] = {
@@ -61,6 +61,7 @@ class CallContext:
         "read",
         "rule",
         "skip",
+        "skip_error",
         "trace",
         "ttl",
         "write",
@@ -81,6 +82,7 @@ class CallContext:
         self.read = True
         self.write = True
         self.skip: str | None = None
+        self.skip_error: str | None = None
         self.trace = Trace(fn)
 
 
@@ -189,10 +191,16 @@ class BuildKey:
 
 
 def run_steps(steps: Sequence[Step], ctx: CallContext) -> None:
-    """Run ``steps`` in order; a `SkipCache` marks the call uncached."""
+    """Run ``steps`` in order; a `SkipCache` marks the call uncached, and so does any
+    other exception of a step (a classifier, a prompt reader, a ``__cache_key__``
+    hook, a user step): the cache's trouble never becomes the caller's."""
     try:
         for step in steps:
             step(ctx)
     except SkipCache as skip:
         ctx.skip = skip.reason
+        ctx.read = ctx.write = False
+    except Exception as exc:
+        ctx.skip = "step_error"
+        ctx.skip_error = f"{type(exc).__name__}: {exc}"
         ctx.read = ctx.write = False

@@ -97,6 +97,29 @@ class Envelope:
         return int((self.usage or {}).get("total_tokens", 0))
 
 
+_JSON_SCALARS = (str, int, bool, type(None))
+
+
+def _plain_json(value: object, depth: int = 0) -> bool:
+    """Whether ``value`` is JSON data of exactly the built-in types, so that it reads
+    back equal *and of the same type* (an IntEnum would come back an int)."""
+    kind = type(value)
+    if kind in _JSON_SCALARS:
+        return True
+    if kind is float:
+        return math.isfinite(value)  # type: ignore[arg-type]
+    if depth > 500:
+        return False
+    if kind is list:
+        return all(_plain_json(item, depth + 1) for item in value)  # type: ignore[attr-defined]
+    if kind is dict:
+        return all(
+            type(k) is str and _plain_json(v, depth + 1)
+            for k, v in value.items()  # type: ignore[attr-defined]
+        )
+    return False
+
+
 def _finite(value: object) -> float:
     if type(value) not in (int, float):
         raise TypeError("not a number")
@@ -145,12 +168,11 @@ class Codec:
             return "model", value.model_dump(mode="json"), None
         if value is None:
             raise UnsupportedValue("a None result is not cached")
-        try:
-            text = json.dumps(value, allow_nan=False)
-        except (TypeError, ValueError) as exc:
-            raise UnsupportedValue(f"cannot store a {type(value).__qualname__} result") from exc
-        if json.loads(text) != value:  # tuples, non-str keys...: not faithful
-            raise UnsupportedValue(f"a {type(value).__qualname__} result does not round-trip")
+        if not _plain_json(value):  # tuples, enums, Counter, non-str keys...: not faithful
+            raise UnsupportedValue(
+                f"cannot store a {type(value).__qualname__} result: only str, JSON data of "
+                "built-in types and known models read back equal and of the same type"
+            )
         return "json", value, None
 
     def encode(

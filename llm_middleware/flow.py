@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import copy
 import logging
+import math
 import threading
 import time
 from collections.abc import Awaitable, Callable
@@ -19,6 +21,7 @@ from typing import Any, NamedTuple, Protocol
 from ._io import Flow, Op, Tier, TierOp, run_async, run_sync
 from .chain import DEGRADED, CallContext
 from .codec import Codec, UnsupportedValue
+from .errors import ConfigurationError
 from .singleflight import AsyncFlights, Flights
 from .tiers import Hit, MultiLevelCache
 from .trace import Trace
@@ -42,7 +45,7 @@ class StampedeLock:
 
     def __post_init__(self) -> None:
         if not (self.ttl > 0 and self.wait >= 0 and self.poll > 0):
-            raise ValueError("StampedeLock needs ttl > 0, wait >= 0 and poll > 0 seconds")
+            raise ConfigurationError("StampedeLock needs ttl > 0, wait >= 0 and poll > 0 seconds")
 
 
 class Call(Op):
@@ -108,11 +111,13 @@ def leader_flow(
             held = (tier, lock_key) if acquired else None
         ctx.trace.debug("cache.lock", tier=tier.name, acquired=acquired)
         if not acquired:
+            # under refresh(), only an answer stored after this call began will do
+            since = -math.inf if ctx.read else cache.timer()
             deadline = time.monotonic() + lock.wait
             while time.monotonic() < deadline:
                 yield Sleep(lock.poll)
                 hit = yield from cache.lookup(ctx.key, codec, ctx.trace, start=tier.index)
-                if hit is not None:
+                if hit is not None and hit.envelope.created >= since:
                     return Outcome(hit.envelope.value, 0.0, hit)
             ctx.trace.warning("cache.lock", tier=tier.name, acquired=False, waited=lock.wait)
     try:
@@ -295,15 +300,19 @@ def cached_call(
         trace.debug("cache.policy", policy=ctx.policy.value, ttl=ctx.ttl, rule=ctx.rule)
     if ctx.skip is not None:
         level = logging.WARNING if ctx.skip in DEGRADED else logging.INFO
-        trace.emit(level, "cache.bypass", reason=ctx.skip)
+        detail = {"error": ctx.skip_error} if ctx.skip_error else {}
+        trace.emit(level, "cache.bypass", reason=ctx.skip, **detail)
         trace.stats.bypass(ctx.skip)
         value, ms = yield Call(call)
         trace.debug("cache.call", duration_ms=round(ms, 3))
         _result(trace, "bypass", None, ctx, started, 0.0, 0)
         return value
     assert ctx.key is not None and ctx.policy is not None
+    shared = adapter is None or adapter.shareable(ctx)
+    # a stream is never served stale: its refresh would be a stream nobody reads
+    grace = options.stale_ttl if shared else 0.0
     if ctx.read:
-        hit = yield from cache.lookup(ctx.key, codec, trace, grace=options.stale_ttl)
+        hit = yield from cache.lookup(ctx.key, codec, trace, grace=grace)
         if hit is not None:
             if hit.stale:
                 yield Revalidate(
@@ -314,7 +323,6 @@ def cached_call(
             return _answer_hit(ctx, hit, started, adapter)
     else:
         trace.info("cache.bypass", reason="refresh")
-    shared = adapter is None or adapter.shareable(ctx)
     upstream = Upstream(
         lambda: leader_flow(ctx, cache, codec, call, options.lock),
         ctx.key if shared else None,
@@ -323,13 +331,14 @@ def cached_call(
     outcome, leader = yield upstream
     try:
         if outcome.hit is not None:  # another process answered while we waited
-            return _answer_hit(ctx, outcome.hit, started, adapter)
+            answer = _answer_hit(ctx, outcome.hit, started, adapter)
+            return answer if leader else _private(answer)
         value, ms = outcome.value, outcome.ms
         trace.debug("cache.call", duration_ms=round(ms, 3))
         if not leader:  # another caller's in-flight call answered this one
             trace.stats.hit("inflight", ms, 0)
             _result(trace, "hit", "inflight", ctx, started, ms, 0)
-            return value
+            return _private(value)
         trace.stats.miss()
         store_now = True
         if adapter is not None:
@@ -342,6 +351,20 @@ def cached_call(
         upstream.release()
     _result(trace, "miss", None, ctx, started, 0.0, 0)
     return value
+
+
+_IMMUTABLE = frozenset({str, int, float, bool, bytes, type(None)})
+
+
+def _private(value: Any) -> Any:
+    """A copy of a value shared by concurrent callers, so that one caller's mutation
+    is not another's surprise (as with separate calls, or separate cache hits)."""
+    if type(value) in _IMMUTABLE:
+        return value
+    try:
+        return copy.deepcopy(value)
+    except Exception:  # not copyable: the shared object, as the function returned it
+        return value
 
 
 def _answer_hit(ctx: CallContext, hit: Hit, started: float, adapter: ResultAdapter | None) -> Any:
@@ -367,8 +390,9 @@ def store_value(
         data, _ = codec.encode(
             value, policy=ctx.policy.value, created=cache.timer(), ttl=ctx.ttl, duration_ms=ms
         )
-    except UnsupportedValue as exc:
-        ctx.trace.warning("cache.bypass", reason="unsupported_result", error=str(exc))
+    except Exception as exc:  # any value the codec cannot store: returned, not stored
+        error = str(exc) if isinstance(exc, UnsupportedValue) else f"{type(exc).__name__}: {exc}"
+        ctx.trace.warning("cache.bypass", reason="unsupported_result", error=error)
         ctx.trace.stats.bypass("unsupported_result", whole_call=False)
         return
     depth = len(cache.tiers) if ctx.depth is None else ctx.depth

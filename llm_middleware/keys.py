@@ -91,10 +91,10 @@ def canonical_json(data: Any) -> str:
     try:
         _check_keys(data)
         text = _dumps(data)
-    except (TypeError, ValueError, RecursionError) as exc:
-        if isinstance(exc, UnkeyableError):
-            raise
-        raise UnkeyableError(f"cannot build a cache key: {exc}") from exc
+    except UnkeyableError:
+        raise
+    except Exception as exc:  # a failing model_dump or __cache_key__ included
+        raise UnkeyableError(f"cannot build a cache key: {type(exc).__name__}: {exc}") from exc
     if "-0.0" in text:  # rare: only then pay for a second pass
         text = _dumps(_normalize_floats(data))
     return text

@@ -48,11 +48,18 @@ def _stream_usage(chunks: list[ChatCompletionChunk]) -> dict[str, int] | None:
     return None
 
 
+def _restored(completion: ChatCompletion) -> ChatCompletion:
+    """A stored answer has no HTTP request of its own: ``_request_id`` is None, as
+    the SDK leaves it for a response without the header."""
+    completion._request_id = None
+    return completion
+
+
 register_type(
     "openai.chat_completion",
     match=lambda value: type(value) is ChatCompletion,
     dump=lambda value: value.model_dump(mode="json"),
-    load=ChatCompletion.model_validate,
+    load=lambda data: _restored(ChatCompletion.model_validate(data)),
     usage=_usage,
 )
 register_type(
@@ -167,7 +174,10 @@ class AsyncRecordingStream(_Recorder):
 
 
 class ReplayStream:
-    """A stored stream replayed: the same chunks, as `ChatCompletionChunk` objects."""
+    """A stored stream replayed: the same chunks, as `ChatCompletionChunk` objects.
+    It made no HTTP request: ``response`` is None."""
+
+    response = None
 
     def __init__(self, chunks: list[ChatCompletionChunk]) -> None:
         self._chunks = iter(chunks)
@@ -190,6 +200,8 @@ class ReplayStream:
 
 class AsyncReplayStream:
     """`ReplayStream` for `AsyncOpenAI`."""
+
+    response = None
 
     def __init__(self, chunks: list[ChatCompletionChunk]) -> None:
         self._chunks = iter(chunks)

@@ -89,8 +89,11 @@ class AsyncFlights(Generic[T]):
         try:
             value = await asyncio.shield(task)
         except BaseException:
-            if leader:  # failed or cancelled: nothing will be stored
-                self._drop(slot, task)
+            if leader:  # nothing will be stored: close the flight once the call is over
+                if task.done():
+                    self._drop(slot, task)
+                else:  # the leader was cancelled; late callers still join the call
+                    task.add_done_callback(lambda _: self._drop(slot, task))
             raise
         return value, (slot, task) if leader else None
 

@@ -41,7 +41,7 @@ _std = logging.getLogger(LOGGER_NAME)
 # structlog's global configuration object: read (never written) to notice a
 # reconfiguration without copying the configuration on every call.
 _CONFIG: Any = getattr(getattr(structlog, "_config", None), "_CONFIG", None)
-_assembled: tuple[tuple[Any, ...], _Output] | None = None
+_assembled: tuple[tuple[Any, ...], Any] | None = None
 
 
 def _configuration() -> tuple[Any, ...]:
@@ -63,16 +63,17 @@ def _configuration() -> tuple[Any, ...]:
 
 
 def _current_output() -> _Output:
-    """Where events go now: stdlib logging until structlog is configured, then a
-    structlog logger assembled once per configuration."""
+    """Where this call's events go: stdlib logging until structlog is configured, then
+    a structlog logger assembled once per configuration."""
     global _assembled
     if not structlog.is_configured():
         return _Output(None)
     seen = _configuration()
     cached = _assembled
     if cached is None or any(a is not b for a, b in zip(cached[0], seen, strict=True)):
-        cached = _assembled = (seen, _Output(structlog.get_logger(LOGGER_NAME).bind()))
-    return cached[1]
+        cached = _assembled = (seen, structlog.get_logger(LOGGER_NAME).bind())
+    # the levels are asked per call: a stdlib-backed logger's level may change any time
+    return _Output(cached[1])
 
 
 class _Output:

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import collections
+import enum
 import inspect
 from collections.abc import Callable
 from typing import Any
 
 import pytest
+from structlog.testing import capture_logs
 
 from llm_middleware import (
     CachePolicy,
@@ -428,3 +431,107 @@ def test_repeated_scalar_calls_keep_types_apart(cache: MultiLevelCache, llm: Cou
         answers = [chat("Explain numbers", n) for n in (1, 1.0, True, "1", None)]
     assert llm.calls == 5
     assert len(set(answers)) == 5
+
+
+def test_a_result_the_codec_cannot_encode_is_returned(cache: MultiLevelCache) -> None:
+    """A string that cannot be stored (a lone surrogate) is returned as is, not stored."""
+    calls = 0
+
+    @cache_by_intent(cache=cache)
+    def chat(prompt: str) -> str:
+        nonlocal calls
+        calls += 1
+        return "bad \ud800 surrogate"
+
+    with capture_logs() as events:
+        assert chat("Explain encodings") == "bad \ud800 surrogate"
+    assert chat("Explain encodings") == "bad \ud800 surrogate" and calls == 2
+    skipped = [e for e in events if e["event"] == "cache.bypass"]
+    assert [e["reason"] for e in skipped] == ["unsupported_result"]
+
+
+class _Label(str, enum.Enum):
+    SPAM = "spam"
+
+
+class _Score(enum.IntEnum):
+    HIGH = 3
+
+
+@pytest.mark.parametrize(
+    "result", [_Label.SPAM, _Score.HIGH, collections.Counter({"a": 2}), (1, 2), {1: "a"}]
+)
+def test_results_that_would_change_type_are_not_stored(
+    cache: MultiLevelCache, result: object
+) -> None:
+    """Enums, Counters, tuples, dicts with non-string keys: returned, never turned into
+    plain JSON types on a later hit."""
+    calls = 0
+
+    @cache_by_intent(cache=cache)
+    def classify(prompt: str) -> object:
+        nonlocal calls
+        calls += 1
+        return result
+
+    first, second = classify("Explain spam"), classify("Explain spam")
+    assert first is result and second is result and calls == 2
+
+
+def _wrong_classifier(prompt: str) -> CachePolicy:
+    return "short"  # type: ignore[return-value]
+
+
+def _raising_classifier(prompt: str) -> CachePolicy:
+    raise RuntimeError("classifier service down")
+
+
+class _Stateful:
+    def __cache_key__(self) -> str:
+        raise RuntimeError("state unavailable")
+
+
+class _BadArg:
+    def __cache_key__(self) -> str:
+        raise AttributeError("boom")
+
+
+@pytest.mark.parametrize(
+    ("options", "args", "reason"),
+    [
+        ({"rules": _wrong_classifier}, ("Explain",), "step_error"),
+        ({"rules": _raising_classifier}, ("Explain",), "step_error"),
+        ({"prompt_arg": lambda a: a["prompt"]["text"]}, ("Explain",), "step_error"),
+        ({}, ("Explain", _BadArg()), "unkeyable_argument"),
+    ],
+)
+def test_failing_decisions_make_the_call_uncached(
+    cache: MultiLevelCache, options: dict[str, Any], args: tuple[Any, ...], reason: str
+) -> None:
+    """A classifier, prompt reader or argument hook that fails never fails the call: it
+    runs uncached, with a warning that says why."""
+    calls = 0
+
+    @cache_by_intent(cache=cache, **options)
+    def chat(prompt: Any, extra: Any = None) -> str:
+        nonlocal calls
+        calls += 1
+        return "answer"
+
+    with capture_logs() as events:
+        assert chat(*args) == chat(*args) == "answer"
+    assert calls == 2
+    bypasses = [e for e in events if e["event"] == "cache.bypass"]
+    assert {(e["reason"], e["log_level"]) for e in bypasses} == {(reason, "warning")}
+
+
+def test_a_failing_instance_cache_key_makes_the_call_uncached(cache: MultiLevelCache) -> None:
+    """An instance whose ``__cache_key__`` raises still gets its answer, uncached."""
+
+    class Bot(_Stateful):
+        @cache_by_intent(cache=cache)
+        def ask(self, prompt: str) -> str:
+            return "answer"
+
+    assert Bot().ask("Explain") == "answer"
+    assert cache.stats()["bypasses"] == {"step_error": 1}

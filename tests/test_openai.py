@@ -286,3 +286,34 @@ def test_usage_details_round_trip(cache: MultiLevelCache) -> None:
     cache.set("answer", completion, ttl=60)
     again = cache.get("answer")
     assert type(again) is ChatCompletion and again.model_dump() == completion.model_dump()
+
+
+def test_a_hit_looks_like_an_answer_without_a_request(
+    openai_server: FakeOpenAIServer, cache: MultiLevelCache
+) -> None:
+    """A cached ChatCompletion has ``_request_id`` None and a replayed stream has
+    ``response`` None: they made no HTTP request."""
+    client, _ = clients(openai_server)
+    cached = wrap_openai(client, cache=cache)
+    fresh = cached.chat.completions.create(**ask("Explain Raft"))
+    assert fresh._request_id == "req_fake_1"
+    assert cached.chat.completions.create(**ask("Explain Raft"))._request_id is None
+    live = cached.chat.completions.create(**ask("Explain Paxos"), stream=True)
+    assert live.response is not None
+    list(live)
+    assert cached.chat.completions.create(**ask("Explain Paxos"), stream=True).response is None
+
+
+def test_streams_are_never_served_stale(openai_server: FakeOpenAIServer) -> None:
+    """With ``stale_ttl``, a plain answer may be served stale, a stream never is."""
+    from backends.memory import MemoryBackend
+    from llm_middleware.testing import FakeClock
+
+    clock = FakeClock(1_000_000.0)
+    cache = MultiLevelCache([MemoryBackend(maxsize=100, timer=clock)], timer=clock)
+    client, _ = clients(openai_server)
+    cached = wrap_openai(client, cache=cache, stale_ttl=600)
+    list(cached.chat.completions.create(**ask("Summarize Paxos"), stream=True))  # SHORT
+    clock.advance(301)
+    list(cached.chat.completions.create(**ask("Summarize Paxos"), stream=True))
+    assert openai_server.calls == 2

@@ -390,3 +390,20 @@ def test_px_refuses_non_positive(ttl: float) -> None:
     """A ttl that is not a positive finite number is refused."""
     with pytest.raises(ValueError, match="ttl"):
         _px(ttl)
+
+
+def test_add_is_atomic_and_takes_stampede_locks(redis_server: RedisServer) -> None:
+    """``add`` stores only an absent key, so Redis can hold cross-process locks."""
+    import asyncio
+
+    from backends.memory import MemoryBackend
+    from llm_middleware import MultiLevelCache
+
+    backend = RedisBackend.from_url(redis_server.url.split("://", 1)[1])
+    assert backend.add("lock", b"1", 5) is True
+    assert backend.add("lock", b"2", 5) is False
+    assert backend.get("lock") == b"1"
+    assert asyncio.run(backend.aadd("lock", b"3", 5)) is False
+    cache = MultiLevelCache([MemoryBackend(), backend])
+    assert cache.lock_tier(None) is cache.tiers[1]
+    backend.close()

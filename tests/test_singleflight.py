@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -100,3 +101,50 @@ def test_different_keys_do_not_wait_on_each_other(cache: MultiLevelCache) -> Non
         assert not slow.done()
         release.set()
         assert slow.result() == "Explain slow"
+
+
+def test_callers_sharing_a_call_get_their_own_copies(cache: MultiLevelCache) -> None:
+    """A mutable answer shared by concurrent callers is copied: one caller's change is not
+    seen by another, as with separate calls."""
+    started = threading.Event()
+    release = threading.Event()
+
+    @cache_by_intent(cache=cache)
+    def chat(prompt: str) -> dict[str, list[str]]:
+        started.set()
+        release.wait(5)
+        return {"items": ["a"]}
+
+    with ThreadPoolExecutor(2) as pool:
+        first = pool.submit(chat, "Explain lists")
+        started.wait(5)
+        second = pool.submit(chat, "Explain lists")
+        time.sleep(0.2)  # the second caller is now waiting on the first one's call
+        release.set()
+        mine, theirs = first.result(), second.result()
+    mine["items"].append("changed")
+    assert theirs == {"items": ["a"]}
+
+
+def test_a_cancelled_leader_still_serves_late_callers(cache: MultiLevelCache) -> None:
+    """When the first caller is cancelled, callers arriving while its call runs join it
+    instead of calling again."""
+    calls = 0
+
+    @cache_by_intent(cache=cache)
+    async def chat(prompt: str) -> str:
+        nonlocal calls
+        calls += 1
+        await asyncio.sleep(0.1)
+        return "shared"
+
+    async def main() -> str:
+        leader = asyncio.create_task(chat("Explain cancellation"))
+        await asyncio.sleep(0.01)
+        leader.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await leader
+        return await chat("Explain cancellation")
+
+    assert asyncio.run(main()) == "shared"
+    assert calls == 1

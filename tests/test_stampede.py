@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from structlog.testing import capture_logs
 
 from llm_middleware import MultiLevelCache, StampedeLock, cache_by_intent
 from tests.memcached_servers import MemcachedServer
@@ -155,3 +156,31 @@ def test_lock_without_a_shared_tier_is_plain_single_flight(
     assert calls == 1
     with pytest.raises(ValueError, match="StampedeLock"):
         StampedeLock(ttl=0)
+
+
+def test_refresh_does_not_accept_the_old_answer_while_waiting_on_a_lock(
+    memcached_server: MemcachedServer,
+) -> None:
+    """Under ``refresh()``, waiting on another process's lock never ends in the stale
+    answer that refresh is meant to replace."""
+    from backends.memcached import MemcachedBackend
+    from llm_middleware import refresh
+
+    shared = MemcachedBackend(servers=memcached_server.address, timeout=1.0)
+    cache = MultiLevelCache([shared])
+    version = 0
+
+    @cache_by_intent(cache=cache, lock=StampedeLock(ttl=30, wait=0.3, poll=0.02))
+    def chat(prompt: str) -> str:
+        nonlocal version
+        version += 1
+        return f"answer v{version}"
+
+    assert chat("Explain leases") == "answer v1"
+    with capture_logs() as events:
+        chat("Explain leases")
+    key = str(events[-1]["key"])
+    assert shared.add(key + ":lock", b"1", 30)  # another process is computing it
+    with refresh():
+        assert chat("Explain leases") == "answer v2"
+    shared.close()

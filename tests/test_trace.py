@@ -100,3 +100,28 @@ def test_silent_until_structlog_is_configured(
     messages = [r.getMessage() for r in caplog.records]
     assert messages[0].startswith("cache.policy ") and messages[-1].startswith("cache.result ")
     assert caplog.records[-1].llm_middleware["outcome"] == "hit"  # type: ignore[attr-defined]
+
+
+def test_a_stdlib_level_change_takes_effect_at_once(
+    cache: MultiLevelCache, caplog: pytest.LogCaptureFixture
+) -> None:
+    """With structlog routed through stdlib logging, raising the logger's level to DEBUG
+    shows debug events on the next call, without reconfiguring structlog."""
+    structlog.configure(
+        processors=[structlog.stdlib.render_to_log_kwargs],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.stdlib.BoundLogger,
+    )
+    try:
+        logger = logging.getLogger("llm_middleware")
+        chat = cache_by_intent(cache=cache)(lambda prompt: prompt)
+        with caplog.at_level(logging.INFO, logger="llm_middleware"):
+            chat("Explain levels")
+        assert [r.levelno for r in caplog.records] == [logging.INFO]
+        caplog.clear()
+        with caplog.at_level(logging.DEBUG, logger="llm_middleware"):
+            assert logger.isEnabledFor(logging.DEBUG)
+            chat("Explain levels")
+        assert logging.DEBUG in [r.levelno for r in caplog.records]
+    finally:
+        structlog.reset_defaults()
