@@ -20,7 +20,6 @@ from .errors import (
     LLMMiddlewareError,
     SkipCache,
 )
-from .flow import StampedeLock
 from .policy import (
     POLICY_TTL,
     CachePolicy,
@@ -30,6 +29,7 @@ from .policy import (
     determine_cache_policy,
 )
 from .registry import backend_from_url, load_backend
+from .stampede import StampedeLock
 from .tiers import MultiLevelCache
 
 __version__ = "0.1.0"

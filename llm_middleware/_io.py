@@ -8,12 +8,13 @@ thrown into it). `run_sync` performs each op by blocking; `run_async` awaits it.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable, Generator
 from typing import Any, TypeVar
 
 from .backend import Backend
 
-__all__ = ["Flow", "Op", "TierOp", "run_async", "run_sync"]
+__all__ = ["Call", "Flow", "Op", "Sleep", "TierOp", "run_async", "run_sync"]
 
 T = TypeVar("T")
 
@@ -78,6 +79,38 @@ class TierOp(Op):
 
     async def arun(self) -> Any:
         return await getattr(self.tier, "a" + self.method)(*self.args)
+
+
+class Call(Op):
+    """Run the wrapped function; the result is ``(value, duration_ms)``."""
+
+    __slots__ = ("call",)
+
+    def __init__(self, call: Callable[[], Any]) -> None:
+        self.call = call
+
+    def run(self) -> tuple[Any, float]:
+        start = time.perf_counter()
+        value = self.call()
+        return value, (time.perf_counter() - start) * 1000
+
+    async def arun(self) -> tuple[Any, float]:
+        start = time.perf_counter()
+        value = await self.call()
+        return value, (time.perf_counter() - start) * 1000
+
+
+class Sleep(Op):
+    __slots__ = ("seconds",)
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+
+    def run(self) -> None:
+        time.sleep(self.seconds)
+
+    async def arun(self) -> None:
+        await asyncio.sleep(self.seconds)
 
 
 def run_sync(flow: Flow[T]) -> T:

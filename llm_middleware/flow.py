@@ -11,161 +11,21 @@ import asyncio
 import contextvars
 import copy
 import logging
-import math
 import threading
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, NamedTuple, Protocol
+from typing import Any, Protocol
 
-from ._io import Flow, Op, Tier, TierOp, run_async, run_sync
+from ._io import Call, Flow, Op, run_async, run_sync
 from .chain import DEGRADED, CallContext
 from .codec import Codec, UnsupportedValue
-from .errors import ConfigurationError
 from .singleflight import AsyncFlights, Flights
+from .stampede import StampedeLock, Upstream, leader_flow
 from .tiers import Hit, MultiLevelCache
 from .trace import Trace
 
-__all__ = ["Commit", "FlowOptions", "ResultAdapter", "StampedeLock", "Upstream", "cached_call"]
-
-
-@dataclass(frozen=True)
-class StampedeLock:
-    """Cross-process stampede protection (``lock=True`` or ``lock=StampedeLock(...)``).
-
-    The first process to miss takes a lock in the shared tier (an atomic ``add``);
-    the others poll that tier every ``poll`` seconds for its answer, for at most
-    ``wait`` seconds, then call the function themselves. A lock whose holder died
-    expires after ``ttl`` seconds.
-    """
-
-    ttl: float = 30.0
-    wait: float = 10.0
-    poll: float = 0.05
-
-    def __post_init__(self) -> None:
-        if not (self.ttl > 0 and self.wait >= 0 and self.poll > 0):
-            raise ConfigurationError("StampedeLock needs ttl > 0, wait >= 0 and poll > 0 seconds")
-
-
-class Call(Op):
-    """Run the wrapped function; the result is ``(value, duration_ms)``."""
-
-    __slots__ = ("call",)
-
-    def __init__(self, call: Callable[[], Any]) -> None:
-        self.call = call
-
-    def run(self) -> tuple[Any, float]:
-        start = time.perf_counter()
-        value = self.call()
-        return value, (time.perf_counter() - start) * 1000
-
-    async def arun(self) -> tuple[Any, float]:
-        start = time.perf_counter()
-        value = await self.call()
-        return value, (time.perf_counter() - start) * 1000
-
-
-class Sleep(Op):
-    __slots__ = ("seconds",)
-
-    def __init__(self, seconds: float) -> None:
-        self.seconds = seconds
-
-    def run(self) -> None:
-        time.sleep(self.seconds)
-
-    async def arun(self) -> None:
-        await asyncio.sleep(self.seconds)
-
-
-class Outcome(NamedTuple):
-    """What the leader's call produced: a value, or a hit another process stored
-    while we waited on its lock; and the cross-process lock to release."""
-
-    value: Any
-    ms: float
-    hit: Hit | None = None
-    lock: tuple[Tier, str] | None = None
-
-
-def leader_flow(
-    ctx: CallContext,
-    cache: MultiLevelCache,
-    codec: Codec,
-    call: Callable[[], Any],
-    lock: StampedeLock | None,
-) -> Flow[Outcome]:
-    """Call the function, first taking the cross-process lock when one is asked for."""
-    held = None
-    tier = cache.lock_tier(ctx.depth) if lock is not None and ctx.key is not None else None
-    if tier is not None and lock is not None and ctx.key is not None:
-        lock_key = ctx.key + ":lock"
-        try:
-            acquired = bool((yield TierOp(tier, "add", lock_key, b"1", lock.ttl)))
-        except Exception as exc:  # cannot coordinate: just call
-            cache.report_error(ctx.trace, tier, exc, "lock")
-            acquired = True
-        else:
-            held = (tier, lock_key) if acquired else None
-        ctx.trace.debug("cache.lock", tier=tier.name, acquired=acquired)
-        if not acquired:
-            # under refresh(), only an answer stored after this call began will do
-            since = -math.inf if ctx.read else cache.timer()
-            deadline = time.monotonic() + lock.wait
-            while time.monotonic() < deadline:
-                yield Sleep(lock.poll)
-                hit = yield from cache.lookup(ctx.key, codec, ctx.trace, start=tier.index)
-                if hit is not None and hit.envelope.created >= since:
-                    return Outcome(hit.envelope.value, 0.0, hit)
-            ctx.trace.warning("cache.lock", tier=tier.name, acquired=False, waited=lock.wait)
-    try:
-        value, ms = yield Call(call)
-    except Exception:
-        if held is not None:
-            yield from cache.unlock(held, ctx.trace)
-        raise
-    return Outcome(value, ms, None, held)
-
-
-class Upstream(Op):
-    """Run the leader flow, once per key across concurrent identical misses in this
-    process; the result is ``(outcome, leader)``. The leader must `release` once the
-    value is stored, so late arrivals join the finished call."""
-
-    __slots__ = ("flight", "flights", "key", "leader")
-
-    def __init__(
-        self,
-        leader: Callable[[], Flow[Outcome]],
-        key: str | None,
-        flights: Flights | AsyncFlights[Any],
-    ) -> None:
-        self.leader = leader
-        self.key = key
-        self.flights = flights
-        self.flight: object | None = None
-
-    def run(self) -> tuple[Outcome, bool]:
-        if self.key is None:
-            return run_sync(self.leader()), True
-        assert isinstance(self.flights, Flights)
-        outcome, self.flight = self.flights.run(self.key, lambda: run_sync(self.leader()))
-        return outcome, self.flight is not None
-
-    async def arun(self) -> tuple[Outcome, bool]:
-        if self.key is None:
-            return await run_async(self.leader()), True
-        assert isinstance(self.flights, AsyncFlights)
-        outcome, self.flight = await self.flights.run(self.key, lambda: run_async(self.leader()))
-        return outcome, self.flight is not None
-
-    def release(self) -> None:
-        """Close the leader's flight (no-op for followers and uncached calls)."""
-        if self.flight is not None and self.key is not None:
-            self.flights.release(self.key, self.flight)
-            self.flight = None
+__all__ = ["Commit", "FlowOptions", "ResultAdapter", "StampedeLock", "cached_call"]
 
 
 class Revalidate(Op):
