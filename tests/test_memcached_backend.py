@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -25,6 +24,7 @@ from llm_middleware.backend import Backend
 from llm_middleware.errors import ConfigurationError
 from llm_middleware.testing import BackendContract
 from tests.memcached_servers import MemcachedServer
+from tests.sockets import SocketCounter
 
 pytestmark = pytest.mark.memcached
 
@@ -42,21 +42,6 @@ class TestMemcachedContract(BackendContract):
         backend = MemcachedBackend(servers=[memcached_server.address])
         yield backend
         backend.close()
-
-
-class SocketCounter:
-    """Counts sockets created while installed over ``socket.socket``."""
-
-    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        self.created = 0
-        counter = self
-
-        class CountingSocket(socket.socket):
-            def __init__(self, *args: Any, **kwargs: Any) -> None:
-                counter.created += 1
-                super().__init__(*args, **kwargs)
-
-        monkeypatch.setattr(socket, "socket", CountingSocket)
 
 
 def fail_fast_until_dead(backend: MemcachedBackend, key: str) -> None:

@@ -5,13 +5,11 @@ from __future__ import annotations
 import asyncio
 import functools
 import gc
-import socket
 import threading
 import time
 import weakref
 from collections.abc import Callable, Iterator
 from importlib.metadata import EntryPoint
-from typing import Any
 
 import pytest
 
@@ -40,6 +38,7 @@ from llm_middleware.backend import Backend
 from llm_middleware.testing import BackendContract
 from tests.redis_servers import RedisServer
 from tests.second_process import ask_in_a_new_process
+from tests.sockets import SocketCounter
 
 TIMEOUT = 0.25
 DEAD_TIMEOUT = 0.5
@@ -75,21 +74,6 @@ class TestRedisClusterContract(TestRedisContract):
         )
         yield backend
         backend.close()
-
-
-class SocketCounter:
-    """Counts sockets created while installed over ``socket.socket``."""
-
-    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        self.created = 0
-        counter = self
-
-        class CountingSocket(socket.socket):
-            def __init__(self, *args: Any, **kwargs: Any) -> None:
-                counter.created += 1
-                super().__init__(*args, **kwargs)
-
-        monkeypatch.setattr(socket, "socket", CountingSocket)
 
 
 def timed(call: Callable[[], object]) -> tuple[float, BaseException | None]:
