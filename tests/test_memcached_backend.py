@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -24,13 +23,15 @@ from llm_middleware.backend import Backend
 from llm_middleware.errors import ConfigurationError
 from llm_middleware.testing import BackendContract
 from tests.memcached_servers import MemcachedServer
-from tests.sockets import SocketCounter
+from tests.outages import SocketCounter, hammer_through_restarts, wait_until_usable
 
 pytestmark = pytest.mark.memcached
 
 TIMEOUT = 0.25
 DEAD_TIMEOUT = 0.5
 SLACK = 1.0  # generous allowance for a loaded CI machine; no test relies on tight timing
+DOWN = (OSError, MemcacheError)  # what a down server raises
+WITHIN = DEAD_TIMEOUT + TIMEOUT + 3 * SLACK  # a server left out is used again by then
 
 
 class TestMemcachedContract(BackendContract):
@@ -55,18 +56,6 @@ def fail_fast_until_dead(backend: MemcachedBackend, key: str) -> None:
         if "down" in str(info.value):
             return
     pytest.fail("server not taken out of the ring after 3 failures")
-
-
-def wait_until_usable(backend: MemcachedBackend, key: str) -> float:
-    """Retry ``set`` until it works again; return the ``time.monotonic()`` when it did."""
-    deadline = time.monotonic() + DEAD_TIMEOUT + TIMEOUT + 3 * SLACK
-    while True:
-        try:
-            backend.set(key, b"back", 60)
-            return time.monotonic()
-        except (OSError, MemcacheError):
-            assert time.monotonic() < deadline, "server not used again after dead_timeout"
-            time.sleep(0.02)
 
 
 def test_keys_spread_over_servers(memcached_servers: list[MemcachedServer]) -> None:
@@ -125,7 +114,7 @@ def test_hung_server(memcached_server: MemcachedServer, monkeypatch: pytest.Monk
     assert sockets.created == 0
 
     memcached_server.resume()
-    assert wait_until_usable(backend, "hung") - died >= 0.8 * DEAD_TIMEOUT
+    assert wait_until_usable(backend, "hung", DOWN, WITHIN) - died >= 0.8 * DEAD_TIMEOUT
     assert backend.get("hung") == b"back"
     assert sockets.created >= 1  # a fresh connection to the revived server
     backend.close()
@@ -146,7 +135,7 @@ def test_killed_server(memcached_server: MemcachedServer, monkeypatch: pytest.Mo
     assert sockets.created == 0
 
     memcached_server.restart()
-    wait_until_usable(backend, "killed")
+    wait_until_usable(backend, "killed", DOWN, WITHIN)
     assert backend.get("killed") == b"back"
     backend.close()
 
@@ -158,34 +147,9 @@ def test_threads_while_a_server_dies(memcached_servers: list[MemcachedServer]) -
     backend = MemcachedBackend(
         servers=[s.address for s in memcached_servers], timeout=TIMEOUT, dead_timeout=0.05
     )
-    unexpected: list[BaseException] = []
-    done = threading.Event()
-
-    def work(n: int) -> None:
-        i = 0
-        while not done.is_set():
-            i += 1
-            try:
-                backend.set(f"race:{n}:{i % 20}", b"v", 60)
-                assert backend.get(f"race:{n}:{i % 20}") in (b"v", None)
-            except (OSError, MemcacheError):
-                pass
-            except BaseException as exc:
-                unexpected.append(exc)
-
-    threads = [threading.Thread(target=work, args=(n,)) for n in range(8)]
-    for thread in threads:
-        thread.start()
-    for _ in range(4):
-        flaky.stop()
-        time.sleep(0.1)
-        flaky.restart()
-        time.sleep(0.1)
-    done.set()
-    for thread in threads:
-        thread.join(timeout=10)
+    unexpected = hammer_through_restarts(backend, flaky, DOWN, cycles=4)
     assert not unexpected, unexpected[:3]
-    wait_until_usable(backend, "race:after")
+    wait_until_usable(backend, "race:after", DOWN, WITHIN)
     assert backend.get("race:after") == b"back"
     backend.close()
 

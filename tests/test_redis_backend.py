@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import gc
-import threading
 import time
 import weakref
 from collections.abc import Callable, Iterator
@@ -36,13 +35,14 @@ from llm_middleware import (
 )
 from llm_middleware.backend import Backend
 from llm_middleware.testing import BackendContract
+from tests.outages import SocketCounter, hammer_through_restarts, wait_until_usable
 from tests.redis_servers import RedisServer
 from tests.second_process import ask_in_a_new_process
-from tests.sockets import SocketCounter
 
 TIMEOUT = 0.25
 DEAD_TIMEOUT = 0.5
 SLACK = 1.0  # generous allowance for a loaded CI machine; no test relies on tight timing
+WITHIN = DEAD_TIMEOUT + TIMEOUT + 3 * SLACK  # a server left out is used again by then
 DOWN = (redis.RedisError, RedisClusterException)  # what a down server (or cluster) raises
 
 
@@ -86,20 +86,6 @@ def timed(call: Callable[[], object]) -> tuple[float, BaseException | None]:
     return time.monotonic() - started, None
 
 
-def wait_until_usable(backend: RedisBackend, key: str) -> float:
-    """Retry ``set`` until it works again; return the ``time.monotonic()`` when it did."""
-    deadline = time.monotonic() + DEAD_TIMEOUT + TIMEOUT + 3 * SLACK
-    while True:
-        try:
-            backend.set(key, b"back", 60)
-            return time.monotonic()
-        except DOWN as exc:
-            error = exc
-        if time.monotonic() > deadline:
-            pytest.fail(f"not used again after dead_timeout: {error!r}")
-        time.sleep(0.02)
-
-
 @pytest.fixture(params=["single", "cluster"])
 def running(request: pytest.FixtureRequest) -> RedisServer:
     """A fresh plain server, then the module's one-node Redis Cluster, flushed (restarted
@@ -134,7 +120,7 @@ def test_hung_server(running: RedisServer, monkeypatch: pytest.MonkeyPatch) -> N
         assert time.monotonic() - died < 0.5 * DEAD_TIMEOUT and sockets.created == 0
     finally:
         server.resume()
-    assert wait_until_usable(backend, "hung") - died >= 0.8 * DEAD_TIMEOUT
+    assert wait_until_usable(backend, "hung", DOWN, WITHIN) - died >= 0.8 * DEAD_TIMEOUT
     assert backend.get("hung") == b"back"
     backend.close()
 
@@ -156,7 +142,7 @@ def test_killed_and_restarted_server(running: RedisServer, monkeypatch: pytest.M
     assert sockets.created == 0
     if not server.cluster:
         server.restart()
-        wait_until_usable(backend, "killed")
+        wait_until_usable(backend, "killed", DOWN, WITHIN)
         assert backend.get("killed") == b"back"
     backend.close()
 
@@ -219,34 +205,9 @@ def test_each_event_loop_gets_a_client_closed_with_the_loop(redis_server: RedisS
 def test_threads_while_the_server_dies(redis_server: RedisServer) -> None:
     """8 threads, while the server is killed and restarted, see only redis errors."""
     backend = RedisBackend(url=redis_server.url, dead_timeout=0.05)
-    unexpected: list[BaseException] = []
-    done = threading.Event()
-
-    def work(n: int) -> None:
-        i = 0
-        while not done.is_set():
-            i += 1
-            try:
-                backend.set(f"race:{n}:{i % 20}", b"v", 60)
-                assert backend.get(f"race:{n}:{i % 20}") in (b"v", None)
-            except DOWN:
-                pass
-            except BaseException as exc:
-                unexpected.append(exc)
-
-    threads = [threading.Thread(target=work, args=(n,)) for n in range(8)]
-    for thread in threads:
-        thread.start()
-    for _ in range(2):
-        redis_server.stop()
-        time.sleep(0.1)
-        redis_server.restart()
-        time.sleep(0.1)
-    done.set()
-    for thread in threads:
-        thread.join(timeout=10)
+    unexpected = hammer_through_restarts(backend, redis_server, DOWN, cycles=2)
     assert not unexpected, unexpected[:3]
-    wait_until_usable(backend, "race:after")
+    wait_until_usable(backend, "race:after", DOWN, WITHIN)
     backend.close()
 
 
