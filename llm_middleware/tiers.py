@@ -105,6 +105,7 @@ class MultiLevelCache:
         """Check the tiers in order (from tier ``start``); promote a lower-tier hit
         upwards. An entry up to ``grace`` seconds past its lifetime is a stale hit."""
         now = self.timer()
+        debugging = trace.wants(logging.DEBUG)
         for index, tier in enumerate(self.tiers[start:], start):
             try:
                 data = yield TierOp(tier, "get", key)
@@ -118,7 +119,6 @@ class MultiLevelCache:
                 except InvalidEntry as exc:
                     self.report_error(trace, tier, exc, exc.reason)
                     yield from self._delete_from(tier, key, trace)
-            debugging = trace.wants(logging.DEBUG)
             if envelope is None or envelope.expires + grace <= now:
                 if debugging:
                     trace.debug("cache.lookup", tier=tier.name, hit=False)
