@@ -7,21 +7,22 @@ import threading
 import time
 from collections.abc import Callable
 
-from cachetools import TLRUCache
+from cachetools import LRUCache
 
 __all__ = ["MemoryBackend"]
-
-
-def _expiry(key: str, entry: tuple[bytes, float], now: float) -> float:
-    return now + entry[1]
 
 
 class MemoryBackend:
     """A bounded, thread-safe memory tier: at most ``maxsize`` entries (least
     recently used evicted first), each kept for ``min(ttl given at set, ttl cap)``.
 
-    ``timer`` is the clock in seconds; tests inject a fake one.
+    Each entry carries its own expiry time; an expired entry is dropped when it is
+    next read (or evicted as the least recently used). ``timer`` is the clock in
+    seconds; tests inject a fake one.
     """
+
+    nonblocking = True
+    """Never waits on I/O: async code may call ``get``/``set``/``delete`` inline."""
 
     def __init__(
         self,
@@ -36,26 +37,33 @@ class MemoryBackend:
             raise ValueError(f"ttl must be positive and finite (seconds), got {ttl}")
         self.maxsize = maxsize
         self.ttl = ttl
+        self._timer = timer
         self._lock = threading.Lock()
-        self._data: TLRUCache[str, tuple[bytes, float]] = TLRUCache(
-            maxsize=maxsize, ttu=_expiry, timer=timer
-        )
+        # plain LRU of (value, expires): a read is one locked lookup, no expiry heap
+        self._data: LRUCache[str, tuple[bytes, float]] = LRUCache(maxsize=maxsize)
 
     def __repr__(self) -> str:
         return f"MemoryBackend(maxsize={self.maxsize}, ttl={self.ttl})"
 
     def get(self, key: str) -> bytes | None:
         with self._lock:
-            entry = self._data.get(key)
-        return None if entry is None else entry[0]
+            try:
+                value, expires = self._data[key]
+            except KeyError:
+                return None
+            if expires > self._timer():
+                return value
+            del self._data[key]
+            return None
 
     def set(self, key: str, value: bytes, ttl: float) -> None:
         if self.ttl is not None:
             ttl = min(ttl, self.ttl)
         if ttl <= 0:
             return
+        entry = (bytes(value), self._timer() + ttl)
         with self._lock:
-            self._data[key] = (bytes(value), ttl)
+            self._data[key] = entry
 
     def delete(self, key: str) -> None:
         with self._lock:
@@ -66,8 +74,10 @@ class MemoryBackend:
             self._data.clear()
 
     def __len__(self) -> int:
+        """The number of live (unexpired) entries."""
+        now = self._timer()
         with self._lock:
-            return len(self._data)
+            return sum(1 for _, expires in self._data.values() if expires > now)
 
     # Memory never blocks: the async twins run inline, no thread hop.
     async def aget(self, key: str) -> bytes | None:
