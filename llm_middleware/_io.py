@@ -37,13 +37,24 @@ Flow = Generator[Op, Any, T]
 class Tier:
     """A backend as the cache sees it: a name, its limits and its sync/async calls."""
 
-    __slots__ = ("aadd", "adelete", "aget", "aset", "backend", "index", "max_value_bytes", "name")
+    __slots__ = (
+        "aadd",
+        "adelete",
+        "aget",
+        "aset",
+        "backend",
+        "index",
+        "inline",
+        "max_value_bytes",
+        "name",
+    )
 
     def __init__(self, name: str, backend: Backend, index: int = 0) -> None:
         self.name = name
         self.backend = backend
         self.index = index
         self.max_value_bytes: int | None = getattr(backend, "max_value_bytes", None)
+        self.inline = getattr(backend, "nonblocking", False) is True
         self.aget: Callable[[str], Awaitable[bytes | None]] = _async_twin(backend, "get")
         self.aset: Callable[[str, bytes, float], Awaitable[None]] = _async_twin(backend, "set")
         self.adelete: Callable[[str], Awaitable[None]] = _async_twin(backend, "delete")

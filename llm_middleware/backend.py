@@ -19,6 +19,9 @@ class Backend(Protocol):
 
     - ``max_value_bytes: int | None`` -- values longer than this are not offered
       to the tier (the cache logs ``cache.bypass`` with reason ``too_large``).
+    - ``nonblocking: bool`` -- ``True`` when ``get``/``set``/``delete`` never wait
+      on I/O (an in-process store): async code then calls them inline, and an
+      async hit in this tier takes the same short path as a sync one.
 
     Blocking backends are run in a worker thread from async code; a backend that
     can do better defines the async twins of `AsyncBackend`.

@@ -27,6 +27,7 @@ _lock = threading.Lock()
 _cache: MultiLevelCache | None = None
 _rules: IntentRules | Classifier = IntentRules.default()
 _namespace_required = False
+_generation = 0  # bumped by every configure()/reset(): remembered decisions expire
 
 
 def cache_from_urls(
@@ -55,7 +56,7 @@ def configure(
 
     Errors in the configuration (unknown backend, bad URL or option) raise here.
     """
-    global _cache, _rules, _namespace_required
+    global _cache, _rules, _namespace_required, _generation
     if cache is not None and tiers is not None:
         raise ConfigurationError("configure() takes cache= or tiers=, not both")
     if secret is not None and tiers is None:
@@ -75,6 +76,7 @@ def configure(
             _rules = rules
         if namespace_required is not None:
             _namespace_required = namespace_required
+        _generation += 1
     return default_cache()
 
 
@@ -100,10 +102,16 @@ def namespace_required() -> bool:
     return _namespace_required
 
 
+def generation() -> int:
+    """A number that changes whenever the defaults may have (`configure`, `reset`)."""
+    return _generation
+
+
 def reset() -> None:
     """Forget the configured defaults (the next use rebuilds them). For tests."""
-    global _cache, _rules, _namespace_required
+    global _cache, _rules, _namespace_required, _generation
     with _lock:
+        _generation += 1
         _cache = None
         _rules = IntentRules.default()
         _namespace_required = False

@@ -28,9 +28,10 @@ from .errors import DecorationError
 from .flow import FlowOptions, ResultAdapter, Revalidations, StampedeLock, cached_call
 from .policy import CachePolicy, Classifier, IntentRules
 from .prompt import intent_reader
+from .shortcut import MISSING, Shortcut
 from .singleflight import AsyncFlights, Flights
 from .stats import CacheStats, Recorders, StatsSnapshot
-from .tiers import MultiLevelCache
+from .tiers import FirstRead, MultiLevelCache
 
 __all__ = ["cache_by_intent"]
 
@@ -111,6 +112,29 @@ class _CachedFunction:
         self.async_flights: AsyncFlights[Any] = AsyncFlights()
         self.revalidations = Revalidations()
         self._recorders: Recorders | None = None
+        self.shortcut = self._shortcut(prompt_arg, namespace, steps, ignore, adapter)
+
+    def _shortcut(
+        self,
+        prompt_arg: object,
+        namespace: object,
+        steps: Sequence[Step],
+        ignore: tuple[str, ...],
+        adapter: ResultAdapter | None,
+    ) -> Shortcut | None:
+        """The short path for repeated hits, where a call's decision depends only on its
+        arguments, the configuration and the controls."""
+        if steps or callable(prompt_arg) or callable(namespace):
+            return None
+        if self.rules is not None and not isinstance(self.rules, IntentRules):
+            return None  # a custom classifier may decide differently each time
+        scalars = (str, int, float, bool, type(None))
+        for name, param in self.signature.parameters.items():
+            default = param.default
+            if default is not param.empty and name not in ignore and type(default) not in scalars:
+                return None  # a mutable default may change between calls
+        on_hit = None if adapter is None else adapter.on_hit
+        return Shortcut(self.name, self.codec, on_hit)
 
     def context(
         self, instance: object, args: tuple[Any, ...], kwargs: dict[str, Any]
@@ -141,16 +165,22 @@ class _CachedFunction:
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
         flights: Flights | AsyncFlights[Any],
+        cache: MultiLevelCache,
+        first: FirstRead | None,
     ) -> Flow[Any] | None:
         """The cached call's flow, or ``None`` when the arguments do not fit (the
         function is then called as is and raises its own TypeError)."""
+        generation = config.generation()
         ctx = self.context(instance, args, kwargs)
         if ctx is None:
             return None
-        cache = self.cache or config.default_cache()
+        if self.shortcut is not None and instance is None:
+            self.shortcut.remember(args, kwargs, ctx, generation)
         ctx.trace.stats = self.recorders(cache)
         call = functools.partial(wrapped, *args, **kwargs)
-        return cached_call(ctx, cache, self.codec, call, flights, self.revalidations, self.options)
+        return cached_call(
+            ctx, cache, self.codec, call, flights, self.revalidations, self.options, first
+        )
 
     def call(
         self,
@@ -159,7 +189,15 @@ class _CachedFunction:
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
     ) -> Any:
-        flow = self.flow(wrapped, instance, args, kwargs, self.flights)
+        cache = self.cache or config.default_cache()
+        first = None
+        if self.shortcut is not None and instance is None:
+            answer, first = self.shortcut.answer(
+                args, kwargs, cache, self.recorders(cache), may_block=True
+            )
+            if answer is not MISSING:
+                return answer
+        flow = self.flow(wrapped, instance, args, kwargs, self.flights, cache, first)
         return wrapped(*args, **kwargs) if flow is None else run_sync(flow)
 
     async def acall(
@@ -169,7 +207,15 @@ class _CachedFunction:
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
     ) -> Any:
-        flow = self.flow(wrapped, instance, args, kwargs, self.async_flights)
+        cache = self.cache or config.default_cache()
+        first = None
+        if self.shortcut is not None and instance is None:
+            answer, first = self.shortcut.answer(
+                args, kwargs, cache, self.recorders(cache), may_block=False
+            )
+            if answer is not MISSING:
+                return answer
+        flow = self.flow(wrapped, instance, args, kwargs, self.async_flights, cache, first)
         return await (wrapped(*args, **kwargs) if flow is None else run_async(flow))
 
 

@@ -22,10 +22,17 @@ from .chain import DEGRADED, CallContext
 from .codec import Codec, UnsupportedValue
 from .singleflight import AsyncFlights, Flights
 from .stampede import StampedeLock, Upstream, leader_flow
-from .tiers import Hit, MultiLevelCache
+from .tiers import FirstRead, Hit, MultiLevelCache
 from .trace import Trace
 
-__all__ = ["Commit", "FlowOptions", "ResultAdapter", "StampedeLock", "cached_call"]
+__all__ = [
+    "Commit",
+    "FlowOptions",
+    "ResultAdapter",
+    "StampedeLock",
+    "cached_call",
+    "result_event",
+]
 
 
 class Revalidate(Op):
@@ -151,8 +158,10 @@ def cached_call(
     flights: Flights | AsyncFlights[Any],
     revalidations: Revalidations,
     options: FlowOptions = FlowOptions(),
+    first: FirstRead | None = None,
 ) -> Flow[Any]:
-    """The I/O of one call, after the steps decided: lookup → call → store."""
+    """The I/O of one call, after the steps decided: lookup → call → store.
+    ``first``: tier 1's answer, when the short path of a hit already read it."""
     trace = ctx.trace
     started = time.perf_counter()
     adapter = options.adapter
@@ -172,7 +181,7 @@ def cached_call(
     # a stream is never served stale: its refresh would be a stream nobody reads
     grace = options.stale_ttl if shared else 0.0
     if ctx.read:
-        hit = yield from cache.lookup(ctx.key, codec, trace, grace=grace)
+        hit = yield from cache.lookup(ctx.key, codec, trace, grace=grace, first=first)
         if hit is not None:
             if hit.stale:
                 yield Revalidate(
@@ -269,13 +278,28 @@ def _result(
     saved_tokens: int,
     **extra: Any,
 ) -> None:
+    policy = None if ctx.policy is None else ctx.policy.value
+    result_event(trace, outcome, tier, policy, started, saved_ms, saved_tokens, **extra)
+
+
+def result_event(
+    trace: Trace,
+    outcome: str,
+    tier: str | None,
+    policy: str | None,
+    started: float,
+    saved_ms: float,
+    saved_tokens: int,
+    **extra: Any,
+) -> None:
+    """The call's closing ``cache.result`` event (built only when INFO is wanted)."""
     if not trace.wants(logging.INFO):
         return
     trace.info(
         "cache.result",
         outcome=outcome,
         tier=tier,
-        policy=None if ctx.policy is None else ctx.policy.value,
+        policy=policy,
         duration_ms=round((time.perf_counter() - started) * 1000, 3),
         saved_ms=round(saved_ms, 3),
         saved_tokens=saved_tokens,

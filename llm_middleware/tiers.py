@@ -22,7 +22,7 @@ from .policy import CachePolicy
 from .stats import CacheStats, Recorders, StatsSnapshot
 from .trace import Trace
 
-__all__ = ["Hit", "MultiLevelCache"]
+__all__ = ["FirstRead", "Hit", "MultiLevelCache"]
 
 SECRET_ENV = "LLM_MIDDLEWARE_SECRET"
 
@@ -44,6 +44,15 @@ class Hit(NamedTuple):
     envelope: Envelope
     tier: str
     stale: bool = False
+
+
+class FirstRead(NamedTuple):
+    """Tier 1's answer for ``key``, read ahead of a lookup (see `MultiLevelCache.fresh`):
+    the stored bytes, or the error the read raised."""
+
+    key: str
+    data: bytes | None
+    error: Exception | None = None
 
 
 def _error_text(exc: BaseException) -> str:
@@ -97,18 +106,56 @@ class MultiLevelCache:
     def backends(self) -> tuple[Backend, ...]:
         return tuple(t.backend for t in self.tiers)
 
+    # -- the short path of a hit -------------------------------------------------
+
+    def read_first(self, key: str) -> FirstRead:
+        """Read ``key`` from tier 1 (blocking); errors are returned, not raised."""
+        try:
+            return FirstRead(key, self.tiers[0].backend.get(key))
+        except Exception as exc:
+            return FirstRead(key, None, exc)
+
+    def fresh(self, read: FirstRead, codec: Codec) -> Envelope | None:
+        """The envelope of ``read`` if it is a valid entry within its lifetime, else
+        ``None`` -- without events or counters: ``lookup(first=read)`` then decides,
+        reporting what there is to report, without reading tier 1 again."""
+        data = read.data
+        if data is None:
+            return None
+        try:
+            envelope = codec.decode(self.signer.verify(read.key, data))
+        except InvalidEntry:
+            return None
+        return envelope if envelope.expires > self.timer() else None
+
     # -- flows --------------------------------------------------------------------
 
     def lookup(
-        self, key: str, codec: Codec, trace: Trace, *, grace: float = 0.0, start: int = 0
+        self,
+        key: str,
+        codec: Codec,
+        trace: Trace,
+        *,
+        grace: float = 0.0,
+        start: int = 0,
+        first: FirstRead | None = None,
     ) -> Flow[Hit | None]:
         """Check the tiers in order (from tier ``start``); promote a lower-tier hit
-        upwards. An entry up to ``grace`` seconds past its lifetime is a stale hit."""
+        upwards. An entry up to ``grace`` seconds past its lifetime is a stale hit.
+        ``first``: tier 1's answer for ``key``, already read."""
         now = self.timer()
         debugging = trace.wants(logging.DEBUG)
+        if first is not None and (first.key != key or start):
+            first = None
         for index, tier in enumerate(self.tiers[start:], start):
+            data: bytes | None
             try:
-                data = yield TierOp(tier, "get", key)
+                if first is not None and index == 0:
+                    if first.error is not None:
+                        raise first.error
+                    data = first.data
+                else:
+                    data = yield TierOp(tier, "get", key)
             except Exception as exc:
                 self.report_error(trace, tier, exc, "backend")
                 continue
@@ -128,7 +175,7 @@ class MultiLevelCache:
                 trace.debug(
                     "cache.lookup", tier=tier.name, hit=True, **({"stale": True} if stale else {})
                 )
-            if index:
+            if index and data is not None:
                 remaining = envelope.expires + grace - now
                 yield from self._promote(key, data, remaining, index, trace)
             return Hit(envelope, tier.name, stale)

@@ -21,7 +21,7 @@ import structlog
 
 from .stats import Recorders
 
-__all__ = ["EVENTS", "LOGGER_NAME", "Trace"]
+__all__ = ["EVENTS", "LOGGER_NAME", "Output", "Trace", "current_output"]
 
 LOGGER_NAME = "llm_middleware"
 
@@ -41,7 +41,7 @@ _std = logging.getLogger(LOGGER_NAME)
 # structlog's global configuration object: read (never written) to notice a
 # reconfiguration without copying the configuration on every call.
 _CONFIG: Any = getattr(getattr(structlog, "_config", None), "_CONFIG", None)
-_assembled: tuple[tuple[Any, ...], Any] | None = None
+_assembled: tuple[tuple[Any, ...], Any] = ((), None)
 
 
 def _configuration() -> tuple[Any, ...]:
@@ -62,21 +62,25 @@ def _configuration() -> tuple[Any, ...]:
     )
 
 
-def _current_output() -> _Output:
-    """Where this call's events go: stdlib logging until structlog is configured, then
-    a structlog logger assembled once per configuration."""
+def _is_configured() -> bool:
+    return bool(_CONFIG.is_configured) if _CONFIG is not None else structlog.is_configured()
+
+
+def current_output() -> Output:
+    """Where a call's events go now: stdlib logging until structlog is configured, then
+    a structlog logger assembled once per configuration. Its levels are asked per
+    call: a stdlib-backed logger's level may change at any time."""
     global _assembled
-    if not structlog.is_configured():
-        return _Output(None)
+    if not _is_configured():
+        return Output(None)
     seen = _configuration()
     cached = _assembled
-    if cached is None or any(a is not b for a, b in zip(cached[0], seen, strict=True)):
+    if cached[0] != seen:
         cached = _assembled = (seen, structlog.get_logger(LOGGER_NAME).bind())
-    # the levels are asked per call: a stdlib-backed logger's level may change any time
-    return _Output(cached[1])
+    return Output(cached[1])
 
 
-class _Output:
+class Output:
     """Where one call's events go, and which levels are wanted there."""
 
     __slots__ = ("debug", "info", "logger", "structured")
@@ -116,12 +120,18 @@ class Trace:
 
     __slots__ = ("_call_id", "_output", "fn", "key", "stats")
 
-    def __init__(self, fn: str, key: str | None = None, stats: Recorders | None = None) -> None:
+    def __init__(
+        self,
+        fn: str,
+        key: str | None = None,
+        stats: Recorders | None = None,
+        out: Output | None = None,
+    ) -> None:
         self.fn = fn
         self.key = key
         self.stats = stats if stats is not None else Recorders()
         self._call_id: str | None = None
-        self._output: _Output | None = None
+        self._output = out
 
     @property
     def call_id(self) -> str:
@@ -133,14 +143,14 @@ class Trace:
         """Whether an event at ``level`` would be seen (hot paths skip building it)."""
         output = self._output
         if output is None:
-            output = self._output = _current_output()
+            output = self._output = current_output()
         return output.wants(level)
 
     def emit(self, level: int, event: str, **fields: Any) -> None:
         """Emit ``event`` at ``level`` with this call's identity and ``fields``."""
         output = self._output
         if output is None:
-            output = self._output = _current_output()
+            output = self._output = current_output()
         if output.wants(level):
             identity = {"call_id": self.call_id, "fn": self.fn, "key": self.key}
             output.write(level, event, {**identity, **fields})

@@ -1,0 +1,145 @@
+"""The short path of a repeated hit: its decision remembered, its answer fresh in tier 1.
+
+The chain's steps decide a call from its arguments, the process configuration and
+the controls around it. For a plain function called with short scalar arguments
+(the common ``chat(prompt, model=...)``) that decision -- the key and the policy --
+is remembered. When the same arguments come again, with no control block around
+the call, the same configuration, and debug events not wanted, tier 1 is read at
+once; a fresh, valid entry there is the answer, with the same counters and the
+same ``cache.result`` event as the full flow. Anything else (absent, stale or
+invalid entry, failing tier) goes on to the full flow, handing it what tier 1
+returned so that it is not read twice. The full flow gives the same answer either
+way; this only skips work whose outcome is already known.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+from . import config
+from .chain import CallContext
+from .codec import Codec
+from .control import current_mode, current_policy
+from .flow import result_event
+from .policy import CachePolicy
+from .stats import Recorders
+from .tiers import FirstRead, MultiLevelCache
+from .trace import Trace, current_output
+
+__all__ = ["MISSING", "Shortcut", "probe"]
+
+MISSING: Any = object()
+"""`Shortcut.answer`'s "no answer here": take the full flow."""
+
+_SCALARS = frozenset({str, int, float, bool, type(None)})
+_MAX_TEXT = 4096
+_MAX_DECISIONS = 4096
+
+
+def probe(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, ...] | None:
+    """A hashable stand-in for a call's arguments when all are short scalars, with
+    their types (so that 1, 1.0 and True stay apart); else ``None``."""
+    for value in args:
+        kind = type(value)
+        if kind is str:
+            if len(value) > _MAX_TEXT:
+                return None
+        elif kind not in _SCALARS:
+            return None
+    if not kwargs:
+        return args, tuple(map(type, args))
+    items = tuple(kwargs.items())
+    for _, value in items:
+        kind = type(value)
+        if kind is str:
+            if len(value) > _MAX_TEXT:
+                return None
+        elif kind not in _SCALARS:
+            return None
+    return args, tuple(map(type, args)), items, tuple(type(v) for _, v in items)
+
+
+class _Decision(NamedTuple):
+    key: str
+    policy: CachePolicy
+    generation: int
+
+
+class Shortcut:
+    """The remembered decisions of one decorated function, and its short path.
+
+    Only for functions whose decision depends on nothing but the arguments, the
+    configuration and the controls: no user steps, no namespace or prompt reader
+    callables, intent rules (not a custom classifier), scalar defaults.
+    """
+
+    __slots__ = ("_decisions", "adapter_on_hit", "codec", "fn")
+
+    def __init__(self, fn: str, codec: Codec, on_hit: Callable[[Any], Any] | None) -> None:
+        self.fn = fn
+        self.codec = codec
+        self.adapter_on_hit = on_hit
+        self._decisions: dict[tuple[Any, ...], _Decision] = {}
+
+    def remember(
+        self, args: tuple[Any, ...], kwargs: dict[str, Any], ctx: CallContext, generation: int
+    ) -> None:
+        """Keep the decision the steps made for these arguments, if it is the neutral
+        one (no control block) and cacheable. ``generation``: the configuration's,
+        read before the steps ran."""
+        if ctx.key is None or ctx.policy is None or ctx.skip is not None or not ctx.read:
+            return
+        if current_mode() != "normal" or current_policy() is not None:
+            return
+        stand_in = probe(args, kwargs)
+        if stand_in is None:
+            return
+        if len(self._decisions) >= _MAX_DECISIONS:
+            self._decisions.clear()
+        self._decisions[stand_in] = _Decision(ctx.key, ctx.policy, generation)
+
+    def answer(
+        self,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        cache: MultiLevelCache,
+        recorders: Recorders,
+        *,
+        may_block: bool,
+    ) -> tuple[Any, FirstRead | None]:
+        """``(answer, None)`` for a fresh hit in tier 1, else ``(MISSING, read)`` where
+        ``read`` is what tier 1 returned (``None`` when it was not read)."""
+        stand_in = probe(args, kwargs)
+        if stand_in is None:
+            return MISSING, None
+        decision = self._decisions.get(stand_in)
+        if decision is None or decision.generation != config.generation():
+            return MISSING, None
+        if current_mode() != "normal" or current_policy() is not None:
+            return MISSING, None
+        tier = cache.tiers[0]
+        if not (may_block or tier.inline):
+            return MISSING, None
+        out = current_output()
+        if out.debug:  # the full flow writes the lookup's debug events
+            return MISSING, None
+        started = time.perf_counter()
+        read = cache.read_first(decision.key)
+        envelope = cache.fresh(read, self.codec)
+        if envelope is None:
+            return MISSING, read
+        recorders.hit(tier.name, envelope.duration_ms, envelope.saved_tokens)
+        if out.info:
+            result_event(
+                Trace(self.fn, decision.key, recorders, out),
+                "hit",
+                tier.name,
+                decision.policy.value,
+                started,
+                envelope.duration_ms,
+                envelope.saved_tokens,
+            )
+        value = envelope.value
+        return (value if self.adapter_on_hit is None else self.adapter_on_hit(value)), None

@@ -1,0 +1,199 @@
+"""Repeated hits take a short path: the answers, counters and events stay those of a hit.
+
+These run with structlog at INFO (debug events unwanted), the setting in which a
+repeated call of scalar arguments is answered straight from tier 1.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import structlog
+from structlog.testing import LogCapture
+
+from backends.memory import MemoryBackend
+from llm_middleware import (
+    CachePolicy,
+    IntentRules,
+    MultiLevelCache,
+    Rule,
+    bypass,
+    cache_by_intent,
+    configure,
+    refresh,
+    use_policy,
+)
+from llm_middleware.testing import FakeClock
+
+from .conftest import Counter
+
+
+@pytest.fixture
+def events() -> Iterator[list[dict[str, Any]]]:
+    """Events at INFO and above, as the application's structlog sees them."""
+    capture = LogCapture()
+    structlog.configure(
+        processors=[capture], wrapper_class=structlog.make_filtering_bound_logger(logging.INFO)
+    )
+    try:
+        yield capture.entries
+    finally:
+        structlog.reset_defaults()
+
+
+def _results(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [e for e in events if e["event"] == "cache.result"]
+
+
+def test_repeated_hits_count_and_report_like_the_first(
+    cache: MultiLevelCache, llm: Counter, events: list[dict[str, Any]]
+) -> None:
+    """Every hit -- the first, and the repeats -- has its counter and its result event."""
+    chat = cache_by_intent(cache=cache)(lambda prompt: llm(prompt))
+    answers = [chat("Explain quicksort") for _ in range(4)]
+    assert len(set(answers)) == 1 and llm.calls == 1
+    miss, *hits = _results(events)
+    assert miss["outcome"] == "miss"
+    for hit in hits:
+        assert hit["outcome"] == "hit" and hit["tier"] == "L1" and hit["policy"] == "long"
+        assert hit["key"] == miss["key"] and hit["fn"] == miss["fn"]
+        assert hit["saved_ms"] >= 0 and hit["saved_tokens"] == 0
+    assert len({e["call_id"] for e in _results(events)}) == 4
+    info = chat.cache_info()  # type: ignore[attr-defined]
+    assert (info["hits"], info["misses"]) == ({"L1": 3}, 1)
+    assert cache.stats()["hits"] == {"L1": 3}
+
+
+def test_new_rules_apply_to_a_prompt_already_answered(
+    cache: MultiLevelCache, llm: Counter, events: list[dict[str, Any]]
+) -> None:
+    """``configure(rules=...)`` takes effect for the very next call of a cached prompt."""
+    chat = cache_by_intent(cache=cache)(lambda prompt: llm(prompt))
+    chat("Explain DNS")
+    chat("Explain DNS")
+    assert llm.calls == 1
+    configure(rules=IntentRules([Rule(CachePolicy.NEVER, words=["explain"])]))
+    chat("Explain DNS")
+    chat("Explain DNS")
+    assert llm.calls == 3
+    assert _results(events)[-1]["outcome"] == "bypass"
+
+
+def test_controls_apply_to_a_prompt_already_answered(
+    cache: MultiLevelCache, llm: Counter, events: list[dict[str, Any]]
+) -> None:
+    """``bypass``, ``refresh`` and ``use_policy`` act on a prompt with a stored answer."""
+    chat = cache_by_intent(cache=cache)(lambda prompt: llm(prompt))
+    first = chat("Explain NAT")
+    assert chat("Explain NAT") == first
+    with bypass():
+        assert chat("Explain NAT") != first
+    with use_policy(CachePolicy.NEVER):
+        assert chat("Explain NAT") != first
+    with refresh():
+        fresh = chat("Explain NAT")
+    assert fresh != first and chat("Explain NAT") == fresh
+    assert llm.calls == 4
+
+
+def test_an_answer_expired_in_l1_comes_from_l2(
+    cache: MultiLevelCache, clock: FakeClock, llm: Counter, events: list[dict[str, Any]]
+) -> None:
+    """Past L1's cap the repeat is answered by L2 and promoted back into L1."""
+    chat = cache_by_intent(cache=cache)(lambda prompt: llm(prompt))
+    chat("Explain TCP")
+    chat("Explain TCP")
+    clock.advance(301)
+    chat("Explain TCP")
+    chat("Explain TCP")
+    assert llm.calls == 1
+    assert [e["tier"] for e in _results(events)] == [None, "L1", "L2", "L1"]
+    assert cache.stats()["promotions"] == 1
+
+
+class _Flaky(MemoryBackend):
+    """A memory tier whose reads can be made to fail; counts them."""
+
+    def __init__(self, clock: FakeClock) -> None:
+        super().__init__(timer=clock)
+        self.reads = 0
+        self.failing = False
+
+    def get(self, key: str) -> bytes | None:
+        self.reads += 1
+        if self.failing:
+            raise ConnectionError("tier down")
+        return super().get(key)
+
+
+def test_a_failing_first_tier_is_read_once_per_call(
+    clock: FakeClock, llm: Counter, events: list[dict[str, Any]]
+) -> None:
+    """A tier that fails is asked once per call, and its error is reported once."""
+    flaky = _Flaky(clock)
+    cache = MultiLevelCache([flaky, MemoryBackend(timer=clock)], timer=clock)
+    chat = cache_by_intent(cache=cache)(lambda prompt: llm(prompt))
+    answer = chat("Explain UDP")
+    flaky.failing = True
+    reads = flaky.reads
+    assert chat("Explain UDP") == answer  # from L2
+    assert flaky.reads == reads + 1
+    errors = [e for e in events if e["event"] == "cache.error"]
+    assert len(errors) == 1 and errors[0]["tier"] == "L1"
+    assert _results(events)[-1]["tier"] == "L2"
+
+
+def test_scalar_arguments_of_equal_value_keep_their_own_answers(
+    cache: MultiLevelCache, events: list[dict[str, Any]]
+) -> None:
+    """1, 1.0 and True are equal in Python but are different arguments."""
+    chat = cache_by_intent(cache=cache)(lambda prompt, n: f"{prompt} {n!r}")
+    for _ in range(2):
+        assert [chat("Explain", n) for n in (1, 1.0, True)] == [
+            "Explain 1",
+            "Explain 1.0",
+            "Explain True",
+        ]
+        assert [chat("Explain", n=n) for n in (True, 1.0, 1)] == [
+            "Explain True",
+            "Explain 1.0",
+            "Explain 1",
+        ]
+
+
+def test_async_repeated_hits(cache: MultiLevelCache, events: list[dict[str, Any]]) -> None:
+    """The async short path answers, counts and reports like the sync one."""
+    calls = 0
+
+    @cache_by_intent(cache=cache)
+    async def chat(prompt: str) -> str:
+        nonlocal calls
+        calls += 1
+        return f"re: {prompt}"
+
+    async def main() -> list[str]:
+        return [await chat("Explain asyncio") for _ in range(3)]
+
+    assert asyncio.run(main()) == ["re: Explain asyncio"] * 3
+    assert calls == 1
+    assert [e["outcome"] for e in _results(events)] == ["miss", "hit", "hit"]
+    assert chat.cache_info()["hits"] == {"L1": 2}  # type: ignore[attr-defined]
+
+
+def test_a_mutated_default_is_read_at_each_call(
+    cache: MultiLevelCache, events: list[dict[str, Any]]
+) -> None:
+    """A function whose default is a mutable object keys on its current content."""
+    options: dict[str, Any] = {"temperature": 0}
+
+    @cache_by_intent(cache=cache)
+    def chat(prompt: str, opts: dict[str, Any] = options) -> str:
+        return f"{prompt} at {opts['temperature']}"
+
+    assert chat("Explain") == chat("Explain") == "Explain at 0"
+    options["temperature"] = 1
+    assert chat("Explain") == "Explain at 1"
