@@ -320,30 +320,9 @@ def decorate(func: Any, *, adapter: ResultAdapter | None = None, **options: Any)
     if not callable(target):
         raise DecorationError(f"cache_by_intent decorates functions, not {func!r}")
     cached = _CachedFunction(target, adapter=adapter, **options)
-    if inspect.iscoroutinefunction(target):
-
-        @wrapt.decorator
-        async def async_wrapper(
-            wrapped: Callable[..., Any],
-            instance: Any,
-            args: tuple[Any, ...],
-            kwargs: dict[str, Any],
-        ) -> Any:
-            return await cached.acall(wrapped, instance, args, kwargs)
-
-        wrapper = async_wrapper(func)
-    else:
-
-        @wrapt.decorator
-        def sync_wrapper(
-            wrapped: Callable[..., Any],
-            instance: Any,
-            args: tuple[Any, ...],
-            kwargs: dict[str, Any],
-        ) -> Any:
-            return cached.call(wrapped, instance, args, kwargs)
-
-        wrapper = sync_wrapper(func)
+    # the wrapper is the bound method itself: no extra frame per call
+    handler = cached.acall if inspect.iscoroutinefunction(target) else cached.call
+    wrapper = wrapt.FunctionWrapper(func, handler)
     wrapper.cache_info = cached.stats.snapshot  # type: ignore[attr-defined]
     return wrapper
 

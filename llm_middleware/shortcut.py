@@ -40,16 +40,20 @@ _MAX_DECISIONS = 4096
 
 def probe(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, ...] | None:
     """A hashable stand-in for a call's arguments when all are short scalars, with
-    their types (so that 1, 1.0 and True stay apart); else ``None``."""
+    their types (so that 1, 1.0 and True stay apart); else ``None``. Positional
+    strings alone stand for themselves (no other stand-in is a tuple of strings)."""
+    only_text = True
     for value in args:
         kind = type(value)
         if kind is str:
             if len(value) > _MAX_TEXT:
                 return None
-        elif kind not in _SCALARS:
+        elif kind in _SCALARS:
+            only_text = False
+        else:
             return None
     if not kwargs:
-        return args, tuple(map(type, args))
+        return args if only_text else (args, tuple(map(type, args)))
     items = tuple(kwargs.items())
     for _, value in items:
         kind = type(value)
@@ -125,15 +129,19 @@ class Shortcut:
         out = current_output()
         if out.debug:  # the full flow writes the lookup's debug events
             return MISSING, None
-        started = time.perf_counter()
-        read = cache.read_first(decision.key)
-        envelope = cache.fresh(read, self.codec)
+        started = time.perf_counter() if out.info else 0.0
+        key = decision.key
+        try:
+            data = tier.backend.get(key)
+        except Exception as exc:
+            return MISSING, FirstRead(key, None, exc)
+        envelope = cache.fresh(key, data, self.codec)
         if envelope is None:
-            return MISSING, read
+            return MISSING, FirstRead(key, data)
         recorders.hit(tier.name, envelope.duration_ms, envelope.saved_tokens)
         if out.info:
             result_event(
-                Trace(self.fn, decision.key, recorders, out),
+                Trace(self.fn, key, recorders, out),
                 "hit",
                 tier.name,
                 decision.policy.value,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections import Counter
+from collections import Counter, deque
 from typing import TypedDict
 
 __all__ = ["CacheStats", "Recorders", "StatsSnapshot"]
@@ -24,9 +24,16 @@ class StatsSnapshot(TypedDict):
     saved_tokens: int
 
 
+_FOLD_AT = 512
+"""Queued hits beyond this many are folded into the counters by the next hit."""
+
+
 class CacheStats:
     """Counters for hits per tier, misses, bypasses by reason, errors by tier,
-    stores, promotions, and the time and tokens hits saved."""
+    stores, promotions, and the time and tokens hits saved.
+
+    A hit -- the hot path -- takes no lock: it is queued (``deque.append`` is atomic)
+    and folded into the counters in batches, and before every snapshot."""
 
     __slots__ = (
         "_bypassed_calls",
@@ -36,6 +43,7 @@ class CacheStats:
         "_lock",
         "_misses",
         "_promotions",
+        "_queued",
         "_saved_ms",
         "_saved_tokens",
         "_stores",
@@ -43,11 +51,13 @@ class CacheStats:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
+        self._queued: deque[tuple[str, float, int]] = deque()
         self.clear()
 
     def clear(self) -> None:
         """Reset every counter to zero."""
         with self._lock:
+            self._queued.clear()
             self._hits: Counter[str] = Counter()
             self._bypasses: Counter[str] = Counter()
             self._errors: Counter[str] = Counter()
@@ -56,10 +66,30 @@ class CacheStats:
             self._saved_ms = 0.0
 
     def hit(self, tier: str, saved_ms: float, saved_tokens: int) -> None:
-        with self._lock:
-            self._hits[tier] += 1
-            self._saved_ms += saved_ms
-            self._saved_tokens += saved_tokens
+        self.queue((tier, saved_ms, saved_tokens))
+
+    def queue(self, hit: tuple[str, float, int]) -> None:
+        """Count ``(tier, saved_ms, saved_tokens)`` as a hit, without taking the lock."""
+        queued = self._queued
+        queued.append(hit)
+        if len(queued) > _FOLD_AT:
+            with self._lock:
+                self._fold()
+
+    def _fold(self) -> None:
+        """Move the queued hits into the counters (the lock is held)."""
+        queued, hits = self._queued, self._hits
+        saved_ms, saved_tokens = 0.0, 0
+        while True:
+            try:
+                tier, ms, tokens = queued.popleft()
+            except IndexError:
+                break
+            hits[tier] += 1
+            saved_ms += ms
+            saved_tokens += tokens
+        self._saved_ms += saved_ms
+        self._saved_tokens += saved_tokens
 
     def miss(self) -> None:
         with self._lock:
@@ -86,6 +116,7 @@ class CacheStats:
     def snapshot(self) -> StatsSnapshot:
         """A consistent copy of all counters."""
         with self._lock:
+            self._fold()
             hits = sum(self._hits.values())
             lookups = hits + self._misses
             return StatsSnapshot(
@@ -111,8 +142,9 @@ class Recorders:
         self.targets = targets
 
     def hit(self, tier: str, saved_ms: float, saved_tokens: int) -> None:
+        hit = (tier, saved_ms, saved_tokens)
         for target in self.targets:
-            target.hit(tier, saved_ms, saved_tokens)
+            target.queue(hit)
 
     def miss(self) -> None:
         for target in self.targets:

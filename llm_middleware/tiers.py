@@ -47,7 +47,7 @@ class Hit(NamedTuple):
 
 
 class FirstRead(NamedTuple):
-    """Tier 1's answer for ``key``, read ahead of a lookup (see `MultiLevelCache.fresh`):
+    """Tier 1's answer for ``key``, read ahead of a lookup by the short path of a hit:
     the stored bytes, or the error the read raised."""
 
     key: str
@@ -108,22 +108,14 @@ class MultiLevelCache:
 
     # -- the short path of a hit -------------------------------------------------
 
-    def read_first(self, key: str) -> FirstRead:
-        """Read ``key`` from tier 1 (blocking); errors are returned, not raised."""
-        try:
-            return FirstRead(key, self.tiers[0].backend.get(key))
-        except Exception as exc:
-            return FirstRead(key, None, exc)
-
-    def fresh(self, read: FirstRead, codec: Codec) -> Envelope | None:
-        """The envelope of ``read`` if it is a valid entry within its lifetime, else
-        ``None`` -- without events or counters: ``lookup(first=read)`` then decides,
-        reporting what there is to report, without reading tier 1 again."""
-        data = read.data
+    def fresh(self, key: str, data: bytes | None, codec: Codec) -> Envelope | None:
+        """The envelope in ``data`` (read from tier 1) if it is a valid entry within
+        its lifetime, else ``None`` -- without events or counters: the lookup, handed
+        the read as a `FirstRead`, then decides and reports, without a second read."""
         if data is None:
             return None
         try:
-            envelope = codec.decode(self.signer.verify(read.key, data))
+            envelope = codec.decode(self.signer.verify(key, data))
         except InvalidEntry:
             return None
         return envelope if envelope.expires > self.timer() else None

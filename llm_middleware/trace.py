@@ -41,7 +41,13 @@ _std = logging.getLogger(LOGGER_NAME)
 # structlog's global configuration object: read (never written) to notice a
 # reconfiguration without copying the configuration on every call.
 _CONFIG: Any = getattr(getattr(structlog, "_config", None), "_CONFIG", None)
-_assembled: tuple[tuple[Any, ...], Any] = ((), None)
+_assembled: tuple[tuple[Any, ...], Any, Output | None] = ((), None, None)
+# structlog's own level-filtering loggers: their levels are fixed by their class, so
+# their Output can be reused; any other logger (e.g. stdlib-backed) is asked per call.
+_FIXED_LEVELS = frozenset(
+    structlog.make_filtering_bound_logger(level)
+    for level in (logging.NOTSET, logging.DEBUG, logging.INFO, logging.WARNING, logging.ERROR)
+)
 
 
 def _configuration() -> tuple[Any, ...]:
@@ -68,16 +74,18 @@ def _is_configured() -> bool:
 
 def current_output() -> Output:
     """Where a call's events go now: stdlib logging until structlog is configured, then
-    a structlog logger assembled once per configuration. Its levels are asked per
-    call: a stdlib-backed logger's level may change at any time."""
+    a structlog logger assembled once per configuration. Levels are asked per call,
+    except of structlog's filtering loggers, whose levels never change."""
     global _assembled
     if not _is_configured():
         return Output(None)
     seen = _configuration()
-    cached = _assembled
-    if cached[0] != seen:
-        cached = _assembled = (seen, structlog.get_logger(LOGGER_NAME).bind())
-    return Output(cached[1])
+    seen_before, logger, fixed = _assembled
+    if seen_before != seen:
+        logger = structlog.get_logger(LOGGER_NAME).bind()
+        fixed = Output(logger) if seen[0] in _FIXED_LEVELS else None
+        _assembled = (seen, logger, fixed)
+    return fixed if fixed is not None else Output(logger)
 
 
 class Output:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -197,3 +198,22 @@ def test_a_mutated_default_is_read_at_each_call(
     assert chat("Explain") == chat("Explain") == "Explain at 0"
     options["temperature"] = 1
     assert chat("Explain") == "Explain at 1"
+
+
+def test_hits_from_many_threads_are_all_counted(cache: MultiLevelCache, llm: Counter) -> None:
+    """Hit counters stay exact when threads hit at once (thousands of hits)."""
+    chat = cache_by_intent(cache=cache)(lambda prompt: llm(prompt))
+    chat("Explain threads")
+
+    def hammer() -> None:
+        for _ in range(700):
+            chat("Explain threads")
+
+    threads = [threading.Thread(target=hammer) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert llm.calls == 1
+    assert chat.cache_info()["hits"] == {"L1": 4200}  # type: ignore[attr-defined]
+    assert cache.stats()["hits"] == {"L1": 4200}
