@@ -143,13 +143,16 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     meta = _meta(settings, args.quick)
     meta["clock"] = "thread_time_ns (CPU)" if args.cpu_clock else "perf_counter_ns (wall)"
-    with open(workdir / "trace.jsonl", "w", encoding="utf-8") as log_file:
+    with (
+        open(workdir / "trace.jsonl", "w", encoding="utf-8") as log_file,
+        open(workdir / "trace-fast.jsonl", "wb") as fast_log,
+    ):
         ctx = Context(
             settings=settings,
             quick=args.quick,
             loop=loop,
             workdir=workdir,
-            tracing=Tracing(log_file),
+            tracing=Tracing(log_file, fast_log),
             stampede_rounds=1 if args.quick else 3,
         )
         rows: list[Row] = []

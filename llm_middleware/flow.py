@@ -31,7 +31,6 @@ __all__ = [
     "ResultAdapter",
     "StampedeLock",
     "cached_call",
-    "result_event",
 ]
 
 
@@ -278,30 +277,6 @@ def _result(
     saved_tokens: int,
     **extra: Any,
 ) -> None:
-    policy = None if ctx.policy is None else ctx.policy.value
-    result_event(trace, outcome, tier, policy, started, saved_ms, saved_tokens, **extra)
-
-
-def result_event(
-    trace: Trace,
-    outcome: str,
-    tier: str | None,
-    policy: str | None,
-    started: float,
-    saved_ms: float,
-    saved_tokens: int,
-    **extra: Any,
-) -> None:
-    """The call's closing ``cache.result`` event (built only when INFO is wanted)."""
-    if not trace.wants(logging.INFO):
-        return
-    trace.info(
-        "cache.result",
-        outcome=outcome,
-        tier=tier,
-        policy=policy,
-        duration_ms=round((time.perf_counter() - started) * 1000, 3),
-        saved_ms=round(saved_ms, 3),
-        saved_tokens=saved_tokens,
-        **extra,
-    )
+    if trace.wants(logging.INFO):
+        policy = None if ctx.policy is None else ctx.policy.value
+        trace.result(outcome, tier, policy, started, saved_ms, saved_tokens, **extra)

@@ -22,11 +22,10 @@ from . import config
 from .chain import CallContext
 from .codec import Codec
 from .control import current_mode, current_policy
-from .flow import result_event
 from .policy import CachePolicy
 from .stats import Recorders
 from .tiers import FirstRead, MultiLevelCache
-from .trace import Trace, current_output
+from .trace import current_output, new_call_id, write_result
 
 __all__ = ["MISSING", "Shortcut", "probe"]
 
@@ -140,8 +139,11 @@ class Shortcut:
             return MISSING, FirstRead(key, data)
         recorders.hit(tier.name, envelope.duration_ms, envelope.saved_tokens)
         if out.info:
-            result_event(
-                Trace(self.fn, key, recorders, out),
+            write_result(
+                out,
+                new_call_id(),
+                self.fn,
+                key,
                 "hit",
                 tier.name,
                 decision.policy.value,

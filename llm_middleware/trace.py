@@ -13,15 +13,25 @@ is reused for as long as structlog's configuration stays the same.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
+import time
 from typing import Any
 
 import structlog
 
 from .stats import Recorders
 
-__all__ = ["EVENTS", "LOGGER_NAME", "Output", "Trace", "current_output"]
+__all__ = [
+    "EVENTS",
+    "LOGGER_NAME",
+    "Output",
+    "Trace",
+    "current_output",
+    "new_call_id",
+    "write_result",
+]
 
 LOGGER_NAME = "llm_middleware"
 
@@ -118,8 +128,59 @@ class Output:
             _std.log(level, "%s %s", event, detail, extra={"llm_middleware": fields})
 
 
-def _new_call_id() -> str:
-    return os.urandom(8).hex()
+_call_prefix = os.urandom(6).hex()
+_call_numbers = itertools.count(1)
+
+
+def _reseed() -> None:
+    """A forked child draws its own prefix: call ids stay unique across processes."""
+    global _call_prefix, _call_numbers
+    _call_prefix = os.urandom(6).hex()
+    _call_numbers = itertools.count(1)
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reseed)
+
+
+def new_call_id() -> str:
+    """A process-random prefix and a counter: unique, and cheaper than random bytes."""
+    return f"{_call_prefix}-{next(_call_numbers)}"
+
+
+def _ms(value: float) -> float:
+    """``value`` (>= 0) to three decimals; ``round`` costs five times as much."""
+    return int(value * 1000.0 + 0.5) / 1000.0
+
+
+def write_result(
+    out: Output,
+    call_id: str,
+    fn: str,
+    key: str | None,
+    outcome: str,
+    tier: str | None,
+    policy: str | None,
+    started: float,
+    saved_ms: float,
+    saved_tokens: int,
+    **extra: Any,
+) -> None:
+    """Write a call's closing ``cache.result`` event to ``out`` (INFO wanted there)."""
+    fields = {
+        "call_id": call_id,
+        "fn": fn,
+        "key": key,
+        "outcome": outcome,
+        "tier": tier,
+        "policy": policy,
+        "duration_ms": _ms((time.perf_counter() - started) * 1000.0),
+        "saved_ms": _ms(saved_ms),
+        "saved_tokens": saved_tokens,
+    }
+    if extra:
+        fields.update(extra)
+    out.write(logging.INFO, "cache.result", fields)
 
 
 class Trace:
@@ -144,7 +205,7 @@ class Trace:
     @property
     def call_id(self) -> str:
         if self._call_id is None:
-            self._call_id = _new_call_id()
+            self._call_id = new_call_id()
         return self._call_id
 
     def wants(self, level: int) -> bool:
@@ -156,12 +217,39 @@ class Trace:
 
     def emit(self, level: int, event: str, **fields: Any) -> None:
         """Emit ``event`` at ``level`` with this call's identity and ``fields``."""
+        self.write(level, event, fields)
+
+    def write(self, level: int, event: str, fields: dict[str, Any]) -> None:
+        """`emit` with the fields as a dict (hot paths build it once)."""
         output = self._output
         if output is None:
             output = self._output = current_output()
         if output.wants(level):
-            identity = {"call_id": self.call_id, "fn": self.fn, "key": self.key}
-            output.write(level, event, {**identity, **fields})
+            call_id = self._call_id
+            if call_id is None:
+                call_id = self._call_id = new_call_id()
+            output.write(
+                level, event, {"call_id": call_id, "fn": self.fn, "key": self.key, **fields}
+            )
+
+    def result(
+        self,
+        outcome: str,
+        tier: str | None,
+        policy: str | None,
+        started: float,
+        saved_ms: float,
+        saved_tokens: int,
+        **extra: Any,
+    ) -> None:
+        """The closing ``cache.result`` event; ``started`` is the call's
+        ``time.perf_counter()`` at its start."""
+        output = self._output
+        if output is None:
+            output = self._output = current_output()
+        if output.info:
+            write_result(output, self.call_id, self.fn, self.key, outcome, tier, policy,
+                         started, saved_ms, saved_tokens, **extra)  # fmt: skip
 
     def debug(self, event: str, **fields: Any) -> None:
         self.emit(logging.DEBUG, event, **fields)
