@@ -1,6 +1,8 @@
 """Shared memcached tier on pymemcache's ``HashClient``: several servers, pooled, thread-safe.
 
-Keys are spread over the servers by rendezvous (consistent) hashing; each server has its own
+Keys are spread over the servers by rendezvous (consistent) hashing, scored with BLAKE2b
+(pymemcache's default score, murmur3 in pure Python, costs about 20 µs per call); each server
+has its own
 connection pool, so one backend may be shared by all threads of a process. Values are stored
 as the raw bytes given (no serde, never pickle).
 
@@ -34,6 +36,7 @@ to your servers' ``-I`` minus 1 KiB. ``set`` refuses a longer value with ``Value
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import math
 import threading
 import time
@@ -42,6 +45,7 @@ from typing import Any, cast
 
 from pymemcache.client.base import normalize_server_spec
 from pymemcache.client.hash import HashClient
+from pymemcache.client.rendezvous import RendezvousHash
 from pymemcache.exceptions import MemcacheError
 
 from llm_middleware.errors import ConfigurationError
@@ -88,6 +92,19 @@ def _expire_arg(ttl: float, now: float) -> int:
         raise ValueError(f"ttl must be a positive finite number of seconds, got {ttl!r}")
     seconds = max(1, math.ceil(ttl))
     return seconds if seconds <= MAX_RELATIVE_EXPIRY else math.ceil(now + ttl)
+
+
+def _score(text: str, seed: int = 0) -> int:
+    """A rendezvous score: 32 bits of BLAKE2b (in C) of the node and key text."""
+    data = text.encode() if not seed else f"{seed}:{text}".encode()
+    return int.from_bytes(hashlib.blake2b(data, digest_size=4).digest(), "big")
+
+
+class _Rendezvous(RendezvousHash):  # type: ignore[misc]  # pymemcache is untyped
+    """pymemcache's rendezvous (highest random weight) hashing, with `_score`."""
+
+    def __init__(self) -> None:
+        super().__init__(hash_function=_score)
 
 
 class _LockedHashClient(HashClient):  # type: ignore[misc]  # pymemcache is untyped
@@ -159,6 +176,7 @@ class MemcachedBackend:
         self.max_value_bytes = max_value_bytes
         self._client = _LockedHashClient(
             specs,
+            hasher=_Rendezvous,
             timeout=timeout,
             connect_timeout=connect_timeout,
             dead_timeout=dead_timeout,

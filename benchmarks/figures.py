@@ -106,25 +106,20 @@ def tracing(ctx: Context) -> list[Row]:
     fn(PROMPT)
     baseline(PROMPT)
     run = sync_runner(fn, PROMPT)
-    fast = ctx.tracing.orjson is not None
     settings: list[tuple[str, Callable[[], None], Target | None]] = [
         ("filtered (level WARNING)", ctx.tracing.filtered, None),
-    ]
-    if fast:
-        settings += [
-            (f"{FAST}, INFO", ctx.tracing.fast_info, Target("<=", 2.5)),
-            (f"{FAST}, DEBUG", ctx.tracing.fast_debug, None),
-        ]
-    settings += [
+        (f"{FAST}, INFO", ctx.tracing.fast_info, Target("<=", 2.5)),
+        (f"{FAST}, DEBUG", ctx.tracing.fast_debug, None),
         (f"{SIMPLE}, INFO", ctx.tracing.json_info, None),
         (f"{SIMPLE}, DEBUG", ctx.tracing.json_debug, None),
         ("structlog unconfigured (stdlib fallback)", ctx.tracing.unconfigured, None),
     ]
     subjects = [Subject(BASELINE, sync_runner(baseline, PROMPT))]
     subjects += [Subject(name, run, setup) for name, setup, _ in settings]
-    floors = [(f"{FLOOR}, {SIMPLE}", ctx.tracing.json_info)]
-    if fast:
-        floors.insert(0, (f"{FLOOR}, {FAST}", ctx.tracing.fast_info))
+    floors = [
+        (f"{FLOOR}, {FAST}", ctx.tracing.fast_info),
+        (f"{FLOOR}, {SIMPLE}", ctx.tracing.json_info),
+    ]
     for name, configure in floors:
         subjects.append(Subject(name, *_floor(configure)))
     found = ctx.measure(section, subjects)
@@ -136,9 +131,6 @@ def tracing(ctx: Context) -> list[Row]:
         sample = found[name]
         rows.append(sample_row(section, figure, sample, against=base.median_us, vs=BASELINE,
                                target=target))  # fmt: skip
-        if name == "filtered (level WARNING)" and not fast:
-            missing = "unavailable: orjson not installed (bench extra)"
-            rows.append(Row(section, f"@cache_by_intent, {FAST}, INFO", status=missing))
     rows += [
         sample_row(section, name, found[name], against=base.median_us, vs=BASELINE)
         for name, _ in floors
@@ -166,7 +158,7 @@ FLOOR = "structlog alone: one INFO JSON line"
 _RESULT_FIELDS: dict[str, Any] = {
     "call_id": "9f1c2a7be0d300000001",
     "fn": "app.chat",
-    "key": "llmmw2:~:602c9a1f0e6b4d8c9a7e5f3b2d1c0a9e",
+    "key": "llmmw3:~:602c9a1f0e6b4d8c9a7e5f3b2d1c0a9e",
     "outcome": "hit",
     "tier": "L1",
     "policy": "long",

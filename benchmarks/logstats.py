@@ -48,7 +48,7 @@ def _chunk() -> bytes:
     outcomes = [("hit", "L1"), ("hit", "L2"), ("miss", None), ("hit", "L3"), ("bypass", None)]
     for i in range(3000):
         outcome, tier = outcomes[i % len(outcomes)]
-        common = {"call_id": f"{i:016x}", "fn": f"app.chat{i % 7}", "key": f"llmmw2:~:{i:032x}"}
+        common = {"call_id": f"{i:016x}", "fn": f"app.chat{i % 7}", "key": f"llmmw3:~:{i:032x}"}
         lines.append({**common, "event": "cache.policy", "policy": "long", "level": "debug"})
         if outcome == "bypass":
             lines.append({**common, "event": "cache.bypass", "reason": "policy_never"})

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import Any, BinaryIO, TextIO
 
 import cachetools
+import orjson
 import structlog
 
 from backends.memory import MemoryBackend
@@ -133,20 +134,14 @@ class Tracing:
     hit path's debug/info events are dropped by the filtering logger (tracing "off").
     ``json_info`` / ``json_debug``: the five-line set-up of docs/trace.md (stdlib ``json``,
     ISO timestamps, a text file) writing at INFO / DEBUG. ``fast_info`` / ``fast_debug``: the
-    production set-up of docs/trace.md (orjson, Unix timestamps, a binary file); ``None``
-    when orjson is not installed. ``unconfigured``: structlog never configured (the library
+    production set-up of docs/trace.md (orjson, Unix timestamps, a binary file).
+    ``unconfigured``: structlog never configured (the library
     falls back to stdlib logging).
     """
 
     def __init__(self, text_file: TextIO, bytes_file: BinaryIO) -> None:
         self.text_file = text_file
         self.bytes_file = bytes_file
-        try:
-            import orjson  # optional: only the production set-up needs it
-        except ImportError:
-            self.orjson: Any = None
-        else:
-            self.orjson = orjson
 
     def _json(self, level: int) -> None:
         structlog.configure(
@@ -164,7 +159,7 @@ class Tracing:
             processors=[
                 structlog.processors.add_log_level,
                 structlog.processors.TimeStamper(),
-                structlog.processors.JSONRenderer(serializer=self.orjson.dumps),
+                structlog.processors.JSONRenderer(serializer=orjson.dumps),
             ],
             wrapper_class=structlog.make_filtering_bound_logger(level),
             logger_factory=structlog.BytesLoggerFactory(self.bytes_file),

@@ -13,7 +13,15 @@ from typing import Literal
 
 from .policy import CachePolicy
 
-__all__ = ["Mode", "bypass", "current_mode", "current_policy", "refresh", "use_policy"]
+__all__ = [
+    "Mode",
+    "bypass",
+    "current_mode",
+    "current_policy",
+    "neutral",
+    "refresh",
+    "use_policy",
+]
 
 Mode = Literal["normal", "bypass", "refresh"]
 
@@ -58,3 +66,8 @@ def current_mode() -> Mode:
 
 def current_policy() -> CachePolicy | None:
     return _policy.get()
+
+
+def neutral() -> bool:
+    """No control block around the call: normal mode, no forced policy."""
+    return _mode.get() == "normal" and _policy.get() is None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import time
 import typing
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, TypeVar, overload
@@ -28,7 +29,7 @@ from .errors import DecorationError
 from .flow import FlowOptions, ResultAdapter, Revalidations, StampedeLock, cached_call
 from .policy import CachePolicy, Classifier, IntentRules
 from .prompt import intent_reader
-from .shortcut import MISSING, Shortcut
+from .shortcut import MISSING, Decision, Shortcut
 from .singleflight import AsyncFlights, Flights
 from .stats import CacheStats, Recorders, StatsSnapshot
 from .tiers import FirstRead, MultiLevelCache
@@ -121,20 +122,19 @@ class _CachedFunction:
         steps: Sequence[Step],
         ignore: tuple[str, ...],
         adapter: ResultAdapter | None,
-    ) -> Shortcut | None:
-        """The short path for repeated hits, where a call's decision depends only on its
-        arguments, the configuration and the controls."""
-        if steps or callable(prompt_arg) or callable(namespace):
-            return None
+    ) -> Shortcut:
+        """The short path of hits; it remembers decisions where a call's decision
+        depends only on its arguments, the configuration and the controls."""
+        remembers = not (steps or callable(prompt_arg) or callable(namespace))
         if self.rules is not None and not isinstance(self.rules, IntentRules):
-            return None  # a custom classifier may decide differently each time
+            remembers = False  # a custom classifier may decide differently each time
         scalars = (str, int, float, bool, type(None))
         for name, param in self.signature.parameters.items():
             default = param.default
             if default is not param.empty and name not in ignore and type(default) not in scalars:
-                return None  # a mutable default may change between calls
+                remembers = False  # a mutable default may change between calls
         on_hit = None if adapter is None else adapter.on_hit
-        return Shortcut(self.name, self.codec, on_hit)
+        return Shortcut(self.name, self.codec, on_hit, remembers=remembers)
 
     def context(
         self, instance: object, args: tuple[Any, ...], kwargs: dict[str, Any]
@@ -158,7 +158,34 @@ class _CachedFunction:
             last = self._recorders = Recorders(cache.recorder, self.stats)
         return last
 
-    def flow(
+    def begin(
+        self,
+        wrapped: Callable[..., Any],
+        instance: object,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        flights: Flights | AsyncFlights[Any],
+        *,
+        may_block: bool,
+    ) -> tuple[Any, Flow[Any] | None]:
+        """``(answer, None)`` for a hit answered by the short path, else
+        ``(MISSING, flow)``: the cached call's flow, or ``None`` when the arguments
+        do not fit (the function is then called as is and raises its own TypeError)."""
+        cache = self.cache or config.default_cache()
+        recorders = self.recorders(cache)
+        shortcut = self.shortcut
+        first = None
+        if instance is None:
+            decision = shortcut.recall(args, kwargs)
+            if decision is not None:
+                answer, first = shortcut.read(cache, decision, recorders, may_block=may_block)
+                if answer is not MISSING:
+                    return answer, None
+        return self._decide(
+            wrapped, instance, args, kwargs, flights, cache, recorders, first, may_block
+        )
+
+    def _decide(
         self,
         wrapped: Callable[..., Any],
         instance: object,
@@ -166,21 +193,33 @@ class _CachedFunction:
         kwargs: dict[str, Any],
         flights: Flights | AsyncFlights[Any],
         cache: MultiLevelCache,
+        recorders: Recorders,
         first: FirstRead | None,
-    ) -> Flow[Any] | None:
-        """The cached call's flow, or ``None`` when the arguments do not fit (the
-        function is then called as is and raises its own TypeError)."""
+        may_block: bool,
+    ) -> tuple[Any, Flow[Any] | None]:
+        """`begin` past the remembered decisions: the steps decide, then the short
+        path or the flow."""
+        shortcut = self.shortcut
+        started = time.perf_counter()
         generation = config.generation()
         ctx = self.context(instance, args, kwargs)
         if ctx is None:
-            return None
-        if self.shortcut is not None and instance is None:
-            self.shortcut.remember(args, kwargs, ctx, generation)
-        ctx.trace.stats = self.recorders(cache)
+            return MISSING, None
+        if instance is None:
+            shortcut.remember(args, kwargs, ctx, generation)
+        if first is None and ctx.read and ctx.key is not None and ctx.policy is not None:
+            decision = Decision(ctx.key, ctx.policy)
+            answer, first = shortcut.read(
+                cache, decision, recorders, may_block=may_block, started=started
+            )
+            if answer is not MISSING:
+                return answer, None
+        ctx.trace.stats = recorders
         call = functools.partial(wrapped, *args, **kwargs)
-        return cached_call(
-            ctx, cache, self.codec, call, flights, self.revalidations, self.options, first
+        flow = cached_call(
+            ctx, cache, self.codec, call, flights, self.revalidations, self.options, first, started
         )
+        return MISSING, flow
 
     def call(
         self,
@@ -189,15 +228,9 @@ class _CachedFunction:
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
     ) -> Any:
-        cache = self.cache or config.default_cache()
-        first = None
-        if self.shortcut is not None and instance is None:
-            answer, first = self.shortcut.answer(
-                args, kwargs, cache, self.recorders(cache), may_block=True
-            )
-            if answer is not MISSING:
-                return answer
-        flow = self.flow(wrapped, instance, args, kwargs, self.flights, cache, first)
+        answer, flow = self.begin(wrapped, instance, args, kwargs, self.flights, may_block=True)
+        if answer is not MISSING:
+            return answer
         return wrapped(*args, **kwargs) if flow is None else run_sync(flow)
 
     async def acall(
@@ -207,15 +240,11 @@ class _CachedFunction:
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
     ) -> Any:
-        cache = self.cache or config.default_cache()
-        first = None
-        if self.shortcut is not None and instance is None:
-            answer, first = self.shortcut.answer(
-                args, kwargs, cache, self.recorders(cache), may_block=False
-            )
-            if answer is not MISSING:
-                return answer
-        flow = self.flow(wrapped, instance, args, kwargs, self.async_flights, cache, first)
+        answer, flow = self.begin(
+            wrapped, instance, args, kwargs, self.async_flights, may_block=False
+        )
+        if answer is not MISSING:
+            return answer
         return await (wrapped(*args, **kwargs) if flow is None else run_async(flow))
 
 

@@ -158,11 +158,14 @@ def cached_call(
     revalidations: Revalidations,
     options: FlowOptions = FlowOptions(),
     first: FirstRead | None = None,
+    started: float | None = None,
 ) -> Flow[Any]:
     """The I/O of one call, after the steps decided: lookup → call → store.
-    ``first``: tier 1's answer, when the short path of a hit already read it."""
+    ``first``: tier 1's answer, when the short path of a hit already read it;
+    ``started``: the call's ``time.perf_counter()`` at its start."""
     trace = ctx.trace
-    started = time.perf_counter()
+    if started is None:
+        started = time.perf_counter()
     adapter = options.adapter
     if ctx.policy is not None and trace.wants(logging.DEBUG):
         trace.debug("cache.policy", policy=ctx.policy.value, ttl=ctx.ttl, rule=ctx.rule)

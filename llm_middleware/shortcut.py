@@ -21,13 +21,13 @@ from typing import Any, NamedTuple
 from . import config
 from .chain import CallContext
 from .codec import Codec
-from .control import current_mode, current_policy
+from .control import neutral
 from .policy import CachePolicy
 from .stats import Recorders
 from .tiers import FirstRead, MultiLevelCache
 from .trace import current_output, new_call_id, write_result
 
-__all__ = ["MISSING", "Shortcut", "probe"]
+__all__ = ["MISSING", "Decision", "Shortcut", "probe"]
 
 MISSING: Any = object()
 """`Shortcut.answer`'s "no answer here": take the full flow."""
@@ -64,27 +64,39 @@ def probe(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, ...] | No
     return args, tuple(map(type, args)), items, tuple(type(v) for _, v in items)
 
 
-class _Decision(NamedTuple):
+class Decision(NamedTuple):
+    """What the steps decided for a call: its key and its policy."""
+
     key: str
     policy: CachePolicy
-    generation: int
+    generation: int = 0
 
 
 class Shortcut:
-    """The remembered decisions of one decorated function, and its short path.
+    """The short path of one decorated function's hits.
 
-    Only for functions whose decision depends on nothing but the arguments, the
-    configuration and the controls: no user steps, no namespace or prompt reader
-    callables, intent rules (not a custom classifier), scalar defaults.
+    `read` answers a fresh hit in tier 1 for a decided call. `recall` remembers the
+    decisions of calls of scalar arguments -- only for functions whose decision
+    depends on nothing but the arguments, the configuration and the controls
+    (``remembers``: no user steps, no namespace or prompt reader callables, intent
+    rules rather than a custom classifier, scalar defaults).
     """
 
-    __slots__ = ("_decisions", "adapter_on_hit", "codec", "fn")
+    __slots__ = ("_decisions", "adapter_on_hit", "codec", "fn", "remembers")
 
-    def __init__(self, fn: str, codec: Codec, on_hit: Callable[[Any], Any] | None) -> None:
+    def __init__(
+        self,
+        fn: str,
+        codec: Codec,
+        on_hit: Callable[[Any], Any] | None,
+        *,
+        remembers: bool,
+    ) -> None:
         self.fn = fn
         self.codec = codec
         self.adapter_on_hit = on_hit
-        self._decisions: dict[tuple[Any, ...], _Decision] = {}
+        self.remembers = remembers
+        self._decisions: dict[tuple[Any, ...], Decision] = {}
 
     def remember(
         self, args: tuple[Any, ...], kwargs: dict[str, Any], ctx: CallContext, generation: int
@@ -92,43 +104,50 @@ class Shortcut:
         """Keep the decision the steps made for these arguments, if it is the neutral
         one (no control block) and cacheable. ``generation``: the configuration's,
         read before the steps ran."""
-        if ctx.key is None or ctx.policy is None or ctx.skip is not None or not ctx.read:
+        if not self.remembers or ctx.key is None or ctx.policy is None:
             return
-        if current_mode() != "normal" or current_policy() is not None:
+        if ctx.skip is not None or not neutral():
             return
         stand_in = probe(args, kwargs)
         if stand_in is None:
             return
         if len(self._decisions) >= _MAX_DECISIONS:
             self._decisions.clear()
-        self._decisions[stand_in] = _Decision(ctx.key, ctx.policy, generation)
+        self._decisions[stand_in] = Decision(ctx.key, ctx.policy, generation)
 
-    def answer(
+    def recall(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Decision | None:
+        """The remembered decision for these arguments, if it still holds: same
+        configuration, no control block around the call."""
+        if not self.remembers:
+            return None
+        stand_in = probe(args, kwargs)
+        if stand_in is None:
+            return None
+        decision = self._decisions.get(stand_in)
+        if decision is None or decision.generation != config.generation():
+            return None
+        return decision if neutral() else None
+
+    def read(
         self,
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
         cache: MultiLevelCache,
+        decision: Decision,
         recorders: Recorders,
         *,
         may_block: bool,
+        started: float | None = None,
     ) -> tuple[Any, FirstRead | None]:
         """``(answer, None)`` for a fresh hit in tier 1, else ``(MISSING, read)`` where
-        ``read`` is what tier 1 returned (``None`` when it was not read)."""
-        stand_in = probe(args, kwargs)
-        if stand_in is None:
-            return MISSING, None
-        decision = self._decisions.get(stand_in)
-        if decision is None or decision.generation != config.generation():
-            return MISSING, None
-        if current_mode() != "normal" or current_policy() is not None:
-            return MISSING, None
+        ``read`` is what tier 1 returned (``None`` when it was not read: debug events
+        wanted, or a blocking tier in async code). ``started``: the call's start."""
         tier = cache.tiers[0]
         if not (may_block or tier.inline):
             return MISSING, None
         out = current_output()
         if out.debug:  # the full flow writes the lookup's debug events
             return MISSING, None
-        started = time.perf_counter() if out.info else 0.0
+        if started is None:
+            started = time.perf_counter() if out.info else 0.0
         key = decision.key
         try:
             data = tier.backend.get(key)

@@ -43,21 +43,21 @@ class CacheStats:
         "_lock",
         "_misses",
         "_promotions",
-        "_queued",
         "_saved_ms",
         "_saved_tokens",
         "_stores",
+        "queued",
     )
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._queued: deque[tuple[str, float, int]] = deque()
+        self.queued: deque[tuple[str, float, int]] = deque()
         self.clear()
 
     def clear(self) -> None:
         """Reset every counter to zero."""
         with self._lock:
-            self._queued.clear()
+            self.queued.clear()
             self._hits: Counter[str] = Counter()
             self._bypasses: Counter[str] = Counter()
             self._errors: Counter[str] = Counter()
@@ -70,15 +70,19 @@ class CacheStats:
 
     def queue(self, hit: tuple[str, float, int]) -> None:
         """Count ``(tier, saved_ms, saved_tokens)`` as a hit, without taking the lock."""
-        queued = self._queued
+        queued = self.queued
         queued.append(hit)
         if len(queued) > _FOLD_AT:
-            with self._lock:
-                self._fold()
+            self.fold()
+
+    def fold(self) -> None:
+        """Move the queued hits into the counters."""
+        with self._lock:
+            self._fold()
 
     def _fold(self) -> None:
-        """Move the queued hits into the counters (the lock is held)."""
-        queued, hits = self._queued, self._hits
+        """`fold` with the lock held."""
+        queued, hits = self.queued, self._hits
         saved_ms, saved_tokens = 0.0, 0
         while True:
             try:
@@ -144,7 +148,10 @@ class Recorders:
     def hit(self, tier: str, saved_ms: float, saved_tokens: int) -> None:
         hit = (tier, saved_ms, saved_tokens)
         for target in self.targets:
-            target.queue(hit)
+            queued = target.queued
+            queued.append(hit)
+            if len(queued) > _FOLD_AT:
+                target.fold()
 
     def miss(self) -> None:
         for target in self.targets:

@@ -97,6 +97,7 @@ class MultiLevelCache:
         except ValueError as exc:
             raise ConfigurationError(str(exc)) from exc
         self._stats = CacheStats()
+        self.recorder = self._stats  # the counters this cache's calls update
 
     def __repr__(self) -> str:
         inner = ", ".join(f"{t.name}={t.backend!r}" for t in self.tiers)
@@ -299,11 +300,6 @@ class MultiLevelCache:
         trace = Trace("MultiLevelCache.delete", key, Recorders(self._stats))
         for tier in self.tiers:
             yield from self._delete_from(tier, key, trace)
-
-    @property
-    def recorder(self) -> CacheStats:
-        """The counters this cache's calls update."""
-        return self._stats
 
     def stats(self) -> StatsSnapshot:
         """Hits per tier, misses, bypasses by reason, errors by tier, stores,

@@ -78,16 +78,16 @@ def _configuration() -> tuple[Any, ...]:
     )
 
 
-def _is_configured() -> bool:
-    return bool(_CONFIG.is_configured) if _CONFIG is not None else structlog.is_configured()
-
-
 def current_output() -> Output:
     """Where a call's events go now: stdlib logging until structlog is configured, then
     a structlog logger assembled once per configuration. Levels are asked per call,
     except of structlog's filtering loggers, whose levels never change."""
     global _assembled
-    if not _is_configured():
+    config = _CONFIG
+    if config is None:  # a structlog without the configuration object: the public API
+        if not structlog.is_configured():
+            return Output(None)
+    elif not config.is_configured:
         return Output(None)
     seen = _configuration()
     seen_before, logger, fixed = _assembled

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import re
+import tracemalloc
 
 import pytest
 from pydantic import BaseModel
@@ -24,6 +26,35 @@ def test_keys_ignore_dict_order_and_apply_to_equal_floats() -> None:
     assert a == b
     assert make_key("f", {"x": 1}) != make_key("g", {"x": 1})
     assert make_key("f", {"x": 1}) != make_key("f", {"x": "1"})
+
+
+@pytest.mark.parametrize(
+    ("a", "b"),
+    [
+        (2**70, 2**70 + 1),  # beyond 64 bits
+        ("\ud800", "\ud801"),  # lone surrogates
+        ([{"content": "x" * 3_000_000}], [{"content": "x" * 2_999_999 + "y"}]),  # huge text
+        ({"t": None}, {"t": 0.0}),
+        ([1e16], [1e16 + 2]),
+    ],
+)
+def test_uncommon_values_get_stable_distinct_keys(a: object, b: object) -> None:
+    """Values the fast JSON writer hands to the standard one still key exactly."""
+    assert make_key("f", {"x": a}) == make_key("f", {"x": a})
+    assert make_key("f", {"x": a}) != make_key("f", {"x": b})
+
+
+def test_a_huge_text_inside_messages_is_keyed_in_bounded_memory() -> None:
+    """A 20 MB message in a conversation costs a few copies of itself to key, no more."""
+    messages = [{"role": "user", "content": "Explain: " + "x" * 20_000_000}]
+    gc.collect()
+    tracemalloc.start()
+    try:
+        make_key("f", {"messages": messages})
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 4 * 20_000_000
 
 
 @pytest.mark.parametrize(

@@ -217,3 +217,51 @@ def test_hits_from_many_threads_are_all_counted(cache: MultiLevelCache, llm: Cou
     assert llm.calls == 1
     assert chat.cache_info()["hits"] == {"L1": 4200}  # type: ignore[attr-defined]
     assert cache.stats()["hits"] == {"L1": 4200}
+
+
+def test_conversation_hits_count_report_and_obey_controls(
+    cache: MultiLevelCache, events: list[dict[str, Any]]
+) -> None:
+    """Calls of chat messages (decided afresh each time) hit, count and report alike."""
+    calls = 0
+
+    @cache_by_intent(cache=cache)
+    def chat(messages: list[dict[str, str]]) -> str:
+        nonlocal calls
+        calls += 1
+        return f"answer {calls}"
+
+    messages = [{"role": "user", "content": "Explain DNS"}]
+    assert chat(messages) == chat(messages) == chat(list(messages)) == "answer 1"
+    with refresh():
+        assert chat(messages) == "answer 2"
+    with use_policy(CachePolicy.NEVER):
+        assert chat(messages) == "answer 3"
+    assert chat(messages) == "answer 2"
+    assert [e["outcome"] for e in _results(events)] == [
+        "miss", "hit", "hit", "miss", "bypass", "hit",
+    ]  # fmt: skip
+    assert chat.cache_info()["hits"] == {"L1": 3}  # type: ignore[attr-defined]
+
+
+def test_instances_with_a_cache_key_keep_their_own_answers(
+    cache: MultiLevelCache, events: list[dict[str, Any]]
+) -> None:
+    """A method's hits follow ``__cache_key__``: two personas never share answers."""
+
+    class Bot:
+        def __init__(self, persona: str) -> None:
+            self.persona = persona
+
+        def __cache_key__(self) -> str:
+            return self.persona
+
+        @cache_by_intent(cache=cache)
+        def chat(self, prompt: str) -> str:
+            return f"{self.persona}: {prompt}"
+
+    pirate, poet = Bot("pirate"), Bot("poet")
+    for _ in range(2):
+        assert pirate.chat("Explain tides") == "pirate: Explain tides"
+        assert poet.chat("Explain tides") == "poet: Explain tides"
+    assert [e["outcome"] for e in _results(events)] == ["miss", "miss", "hit", "hit"]
