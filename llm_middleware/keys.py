@@ -83,25 +83,34 @@ _HUGE_TEXT = 1 << 20
 than this are written by the standard library's encoder instead."""
 
 
+_LEAVES = frozenset({int, float, bool, type(None)})
+_NESTED = (dict, list, tuple)
+
+
 def _check_keys(obj: Any) -> bool:
     """JSON would turn ``{1: x}`` into ``{"1": x}``: refuse non-string keys instead
     of letting two different arguments share a key. ``True`` when a huge text
     (beyond ``_HUGE_TEXT``) is inside."""
-    huge = False
     if isinstance(obj, dict):
-        for key, value in obj.items():
+        for key in obj:
             if type(key) is not str:
                 raise UnkeyableError(f"cannot build a cache key from a {type(key).__name__} key")
-            if isinstance(value, (dict, list, tuple)):
-                huge = _check_keys(value) or huge
-            elif isinstance(value, str) and len(value) > _HUGE_TEXT:
-                huge = True
+        values: Any = obj.values()
     elif isinstance(obj, (list, tuple)):
-        for value in obj:
-            if isinstance(value, (dict, list, tuple)):
-                huge = _check_keys(value) or huge
-            elif isinstance(value, str) and len(value) > _HUGE_TEXT:
-                huge = True
+        values = obj
+    else:
+        return False
+    huge = False
+    for value in values:
+        kind = type(value)
+        if kind is str:
+            huge = huge or len(value) > _HUGE_TEXT
+        elif kind in _LEAVES:
+            continue
+        elif kind is dict or kind is list or kind is tuple or isinstance(value, _NESTED):
+            huge = _check_keys(value) or huge
+        elif isinstance(value, str):
+            huge = huge or len(value) > _HUGE_TEXT
     return huge
 
 
