@@ -174,32 +174,14 @@ class _CachedFunction:
         cache = self.cache or config.default_cache()
         recorders = self.recorders(cache)
         shortcut = self.shortcut
-        first = None
+        first: FirstRead | None = None
         if instance is None:
             decision = shortcut.recall(args, kwargs)
             if decision is not None:
                 answer, first = shortcut.read(cache, decision, recorders, may_block=may_block)
                 if answer is not MISSING:
                     return answer, None
-        return self._decide(
-            wrapped, instance, args, kwargs, flights, cache, recorders, first, may_block
-        )
-
-    def _decide(
-        self,
-        wrapped: Callable[..., Any],
-        instance: object,
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-        flights: Flights | AsyncFlights[Any],
-        cache: MultiLevelCache,
-        recorders: Recorders,
-        first: FirstRead | None,
-        may_block: bool,
-    ) -> tuple[Any, Flow[Any] | None]:
-        """`begin` past the remembered decisions: the steps decide, then the short
-        path or the flow."""
-        shortcut = self.shortcut
+        # not remembered (or not answered): the steps decide, then the short path or the flow
         started = time.perf_counter()
         generation = config.generation()
         ctx = self.context(instance, args, kwargs)

@@ -208,12 +208,16 @@ class Trace:
             self._call_id = new_call_id()
         return self._call_id
 
-    def wants(self, level: int) -> bool:
-        """Whether an event at ``level`` would be seen (hot paths skip building it)."""
+    def _out(self) -> Output:
+        """Where this call's events go, asked once per call."""
         output = self._output
         if output is None:
             output = self._output = current_output()
-        return output.wants(level)
+        return output
+
+    def wants(self, level: int) -> bool:
+        """Whether an event at ``level`` would be seen (hot paths skip building it)."""
+        return self._out().wants(level)
 
     def emit(self, level: int, event: str, **fields: Any) -> None:
         """Emit ``event`` at ``level`` with this call's identity and ``fields``."""
@@ -221,16 +225,10 @@ class Trace:
 
     def write(self, level: int, event: str, fields: dict[str, Any]) -> None:
         """`emit` with the fields as a dict (hot paths build it once)."""
-        output = self._output
-        if output is None:
-            output = self._output = current_output()
+        output = self._out()
         if output.wants(level):
-            call_id = self._call_id
-            if call_id is None:
-                call_id = self._call_id = new_call_id()
-            output.write(
-                level, event, {"call_id": call_id, "fn": self.fn, "key": self.key, **fields}
-            )
+            identity = {"call_id": self.call_id, "fn": self.fn, "key": self.key}
+            output.write(level, event, {**identity, **fields})
 
     def result(
         self,
@@ -244,9 +242,7 @@ class Trace:
     ) -> None:
         """The closing ``cache.result`` event; ``started`` is the call's
         ``time.perf_counter()`` at its start."""
-        output = self._output
-        if output is None:
-            output = self._output = current_output()
+        output = self._out()
         if output.info:
             write_result(output, self.call_id, self.fn, self.key, outcome, tier, policy,
                          started, saved_ms, saved_tokens, **extra)  # fmt: skip
