@@ -4,18 +4,23 @@ Pure functions, no I/O. The digest is a 128-bit BLAKE2b of the canonical JSON of
 the function's qualified name and its keyed arguments.
 
 Canonical JSON is written by orjson (sorted keys, compact), thirty times faster
-than the standard library on a long conversation. What orjson writes differently
-is closed off: NaN and infinities (which it writes as ``null``) make an argument
-unkeyable, ``-0.0`` is written as ``0.0``, and anything orjson refuses (a
-non-string dict key, an integer beyond 64 bits, a lone surrogate) is handed to
-the standard library's encoder, whose text no orjson text can equal.
+than the standard library on a long conversation. Where orjson would differ, the
+rules stay the standard library's: NaN, infinities and non-string dict keys make
+an argument unkeyable (orjson would write ``null`` and refuse, respectively),
+``-0.0`` is written as ``0.0``, and what orjson refuses or writes its own way (an
+integer beyond 64 bits, a lone surrogate, an Enum or UUID) or would reserve much
+memory for (a text over 1 MiB) is written by the standard library's encoder, whose
+text no orjson text can equal.
 """
 
 from __future__ import annotations
 
+import enum
 import hashlib
 import json
+import math
 import re
+import uuid
 from collections.abc import Mapping
 from typing import Any
 
@@ -82,15 +87,18 @@ _HUGE_TEXT = 1 << 20
 """orjson reserves several times a string's length while writing it: texts longer
 than this are written by the standard library's encoder instead."""
 
-
-_LEAVES = frozenset({int, float, bool, type(None)})
+_LEAVES = frozenset({int, bool, type(None)})
 _NESTED = (dict, list, tuple)
+# orjson writes these itself (an Enum as its value, a UUID as text), where the
+# standard library refuses them or asks ``__cache_key__``: theirs is the rule
+_FOREIGN = (enum.Enum, uuid.UUID)
 
 
-def _check_keys(obj: Any) -> bool:
-    """JSON would turn ``{1: x}`` into ``{"1": x}``: refuse non-string keys instead
-    of letting two different arguments share a key. ``True`` when a huge text
-    (beyond ``_HUGE_TEXT``) is inside."""
+def _scan(obj: Any) -> bool:
+    """Walk the containers of ``obj``: refuse non-string dict keys (JSON would turn
+    ``{1: x}`` into ``{"1": x}``) and NaN or infinities (which orjson writes as
+    ``null``) with `UnkeyableError`. ``True`` when the standard library's encoder
+    must write ``obj``: a text longer than ``_HUGE_TEXT``, an Enum or a UUID."""
     if isinstance(obj, dict):
         for key in obj:
             if type(key) is not str:
@@ -99,19 +107,39 @@ def _check_keys(obj: Any) -> bool:
     elif isinstance(obj, (list, tuple)):
         values = obj
     else:
-        return False
-    huge = False
+        values = (obj,)
+    stdlib = False
     for value in values:
         kind = type(value)
         if kind is str:
-            huge = huge or len(value) > _HUGE_TEXT
+            stdlib = stdlib or len(value) > _HUGE_TEXT
+        elif kind is float:
+            if not math.isfinite(value):
+                raise UnkeyableError("cannot build a cache key from NaN or infinity")
         elif kind in _LEAVES:
             continue
         elif kind is dict or kind is list or kind is tuple or isinstance(value, _NESTED):
-            huge = _check_keys(value) or huge
+            stdlib = _scan(value) or stdlib
         elif isinstance(value, str):
-            huge = huge or len(value) > _HUGE_TEXT
-    return huge
+            stdlib = stdlib or len(value) > _HUGE_TEXT
+        elif isinstance(value, float):
+            if not math.isfinite(value):
+                raise UnkeyableError("cannot build a cache key from NaN or infinity")
+        elif isinstance(value, _FOREIGN):
+            stdlib = True
+    return stdlib
+
+
+class _UseStdlib(Exception):
+    """Raised inside orjson's ``default``: this value is the standard library's to write."""
+
+
+def _orjson_default(obj: Any) -> Any:
+    """`_canonical_default`, with what it returns held to `_scan`'s rules."""
+    value = _canonical_default(obj)
+    if _scan(value):
+        raise _UseStdlib
+    return value
 
 
 # datetimes and dataclasses go to ``default`` (unkeyable unless they define
@@ -122,7 +150,7 @@ _ORJSON_OPTIONS = (
 
 
 def _stdlib_json(data: Any) -> str:
-    """The standard library's canonical JSON (keys already checked)."""
+    """The standard library's canonical JSON."""
     try:
         text = _dumps(data)
     except UnkeyableError:
@@ -135,7 +163,7 @@ def _stdlib_json(data: Any) -> str:
 
 
 def _orjson(data: Any) -> bytes:
-    return orjson.dumps(data, default=_canonical_default, option=_ORJSON_OPTIONS)
+    return orjson.dumps(data, default=_orjson_default, option=_ORJSON_OPTIONS)
 
 
 def canonical_bytes(data: Any) -> bytes:
@@ -143,17 +171,20 @@ def canonical_bytes(data: Any) -> bytes:
 
     Raises `UnkeyableError` for anything that has no canonical form.
     """
-    if _check_keys(data):
-        return _stdlib_json(data).encode("utf-8", "surrogatepass")
     try:
-        raw = _orjson(data)
-    except (orjson.JSONEncodeError, RecursionError):  # big ints, lone surrogates, errors
-        return _stdlib_json(data).encode("utf-8", "surrogatepass")
-    if b"null" in raw:  # a None, or a NaN/infinity orjson wrote as null: the encoder knows
-        _stdlib_json(data)
-    if b"-0.0" in raw:  # rare: only then pay for a second pass
-        raw = _orjson(_normalize_floats(data))
-    return raw
+        stdlib = _scan(data)
+    except RecursionError as exc:
+        raise UnkeyableError("cannot build a cache key: nested too deeply") from exc
+    if not stdlib:
+        try:
+            raw = _orjson(data)
+        except (orjson.JSONEncodeError, RecursionError):
+            pass  # integers beyond 64 bits, lone surrogates, a hook's failure: stdlib decides
+        else:
+            if b"-0.0" in raw:  # rare: only then pay for a second pass
+                raw = _orjson(_normalize_floats(data))
+            return raw
+    return _stdlib_json(data).encode("utf-8", "surrogatepass")
 
 
 def canonical_json(data: Any) -> str:

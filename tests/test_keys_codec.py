@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import enum
 import gc
 import json
 import re
 import tracemalloc
+import uuid
 
 import pytest
 from pydantic import BaseModel
 
 from llm_middleware import MultiLevelCache, cache_by_intent
 from llm_middleware.codec import Codec, InvalidEntry, UnsupportedValue
-from llm_middleware.keys import make_key
+from llm_middleware.keys import UnkeyableError, make_key
 
 from .conftest import Counter
 
@@ -42,6 +44,42 @@ def test_uncommon_values_get_stable_distinct_keys(a: object, b: object) -> None:
     """Values the fast JSON writer hands to the standard one still key exactly."""
     assert make_key("f", {"x": a}) == make_key("f", {"x": a})
     assert make_key("f", {"x": a}) != make_key("f", {"x": b})
+
+
+class _Color(enum.Enum):
+    RED = 1
+
+
+class _Keyed(enum.Enum):
+    A = 1
+
+    def __cache_key__(self) -> str:
+        return f"keyed-{self.name}"
+
+
+@pytest.mark.parametrize(
+    "value",
+    [_Color.RED, uuid.UUID(int=1), [[[[{"deep": _Color.RED}]]]], {"t": {"u": float("nan")}}],
+)
+def test_values_the_standard_encoder_refuses_stay_unkeyable(value: object) -> None:
+    """Enums without a key hook, UUIDs and NaN anywhere are unkeyable, as they always were."""
+    with pytest.raises(UnkeyableError):
+        make_key("f", {"x": value})
+
+
+def test_an_enum_with_a_cache_key_is_keyed_by_it_not_by_its_value() -> None:
+    """``__cache_key__`` decides an enum's key, so it never shares the key of its value."""
+    assert make_key("f", {"x": _Keyed.A}) == make_key("f", {"x": "keyed-A"})
+    assert make_key("f", {"x": _Keyed.A}) != make_key("f", {"x": 1})
+
+
+def test_arguments_nested_too_deeply_are_unkeyable() -> None:
+    """A list nested thousands deep is an unkeyable argument, not an error."""
+    nested: list[object] = []
+    for _ in range(5000):
+        nested = [nested]
+    with pytest.raises(UnkeyableError):
+        make_key("f", {"x": nested})
 
 
 def test_a_huge_text_inside_messages_is_keyed_in_bounded_memory() -> None:
