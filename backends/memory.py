@@ -2,14 +2,50 @@
 
 from __future__ import annotations
 
+import heapq
 import math
 import threading
 import time
 from collections.abc import Callable
 
-from cachetools import LRUCache
+from cachetools import Cache, LRUCache
 
 __all__ = ["MemoryBackend"]
+
+_Entry = tuple[bytes, float]  # (value, expiry time)
+
+
+class _ExpiringLRU(LRUCache[str, _Entry]):
+    """cachetools' ``LRUCache`` of entries that carry their expiry time. When full, it
+    evicts expired entries first (as ``TLRUCache`` does), then the least recently used:
+    a dead entry never keeps a live one out. Reads stay a plain LRU lookup."""
+
+    def __init__(self, maxsize: int, timer: Callable[[], float]) -> None:
+        super().__init__(maxsize)
+        self._timer = timer
+        self._expiries: list[tuple[float, str]] = []  # a heap; stale pairs are skipped
+
+    def __setitem__(self, key: str, entry: _Entry) -> None:
+        super().__setitem__(key, entry)
+        heapq.heappush(self._expiries, (entry[1], key))
+        if len(self._expiries) > 2 * self.maxsize + 64:  # drop pairs of replaced entries
+            self._expiries = [(e, k) for e, k in self._expiries if self._expiry(k) == e]
+            heapq.heapify(self._expiries)
+
+    def _expiry(self, key: str) -> float | None:
+        """``key``'s current expiry, read without touching the LRU order."""
+        try:
+            return Cache.__getitem__(self, key)[1]
+        except KeyError:
+            return None
+
+    def popitem(self) -> tuple[str, _Entry]:
+        heap, now = self._expiries, self._timer()
+        while heap and heap[0][0] <= now:
+            expires, key = heapq.heappop(heap)
+            if self._expiry(key) == expires:
+                return key, self.pop(key)
+        return super().popitem()
 
 
 class MemoryBackend:
@@ -17,8 +53,8 @@ class MemoryBackend:
     recently used evicted first), each kept for ``min(ttl given at set, ttl cap)``.
 
     Each entry carries its own expiry time; an expired entry is dropped when it is
-    next read (or evicted as the least recently used). ``timer`` is the clock in
-    seconds; tests inject a fake one.
+    next read, or first when the tier is full. ``timer`` is the clock in seconds;
+    tests inject a fake one.
     """
 
     nonblocking = True
@@ -39,8 +75,8 @@ class MemoryBackend:
         self.ttl = ttl
         self._timer = timer
         self._lock = threading.Lock()
-        # plain LRU of (value, expires): a read is one locked lookup, no expiry heap
-        self._data: LRUCache[str, tuple[bytes, float]] = LRUCache(maxsize=maxsize)
+        # a read is one locked LRU lookup; the expiry heap is only consulted when full
+        self._data = _ExpiringLRU(maxsize, timer)
 
     def __repr__(self) -> str:
         return f"MemoryBackend(maxsize={self.maxsize}, ttl={self.ttl})"
@@ -71,7 +107,7 @@ class MemoryBackend:
 
     def close(self) -> None:
         with self._lock:
-            self._data.clear()
+            self._data = _ExpiringLRU(self.maxsize, self._timer)
 
     def __len__(self) -> int:
         """The number of live (unexpired) entries."""

@@ -46,3 +46,27 @@ def test_bad_options_raise(options: dict[str, float]) -> None:
     """A size below 1 or a non-positive cap is refused."""
     with pytest.raises(ValueError):  # noqa: PT011 - the message is checked via the registry
         MemoryBackend(**options)  # type: ignore[arg-type]
+
+
+def test_a_full_tier_drops_expired_entries_before_live_ones(clock: FakeClock) -> None:
+    """When full, an expired entry makes room before any live one is evicted."""
+    backend = MemoryBackend(maxsize=2, timer=clock)
+    backend.set("live", b"1", 3600)
+    backend.set("short", b"2", 10)  # the most recently used, but soon expired
+    clock.advance(60)
+    backend.set("new", b"3", 3600)
+    assert (backend.get("live"), backend.get("new")) == (b"1", b"3")
+    assert len(backend) == 2
+
+
+def test_entries_rewritten_many_times_still_make_room_by_expiry(clock: FakeClock) -> None:
+    """After many rewrites, new entries take the slots of expired ones, not of live ones."""
+    backend = MemoryBackend(maxsize=10, timer=clock)
+    for round_ in range(100):
+        for i in range(10):  # even keys live an hour, odd keys five seconds
+            backend.set(f"k{i}", f"{round_}".encode(), 5 if i % 2 else 3600)
+        clock.advance(10)
+    for i in range(5):
+        backend.set(f"new{i}", b"n", 3600)
+    assert [backend.get(f"k{i}") for i in range(0, 10, 2)] == [b"99"] * 5
+    assert [backend.get(f"new{i}") for i in range(5)] == [b"n"] * 5
