@@ -111,7 +111,7 @@ def reset() -> None:
     """Forget the configured defaults (the next use rebuilds them). For tests."""
     global _cache, _rules, _namespace_required, _generation
     with _lock:
-        _generation += 1
         _cache = None
         _rules = IntentRules.default()
         _namespace_required = False
+        _generation += 1

@@ -126,7 +126,7 @@ class _CachedFunction:
         """The short path of hits; it remembers decisions where a call's decision
         depends only on its arguments, the configuration and the controls."""
         remembers = not (steps or callable(prompt_arg) or callable(namespace))
-        if self.rules is not None and not isinstance(self.rules, IntentRules):
+        if self.rules is not None and type(self.rules) is not IntentRules:
             remembers = False  # a custom classifier may decide differently each time
         scalars = (str, int, float, bool, type(None))
         for name, param in self.signature.parameters.items():
@@ -171,24 +171,28 @@ class _CachedFunction:
         """``(answer, None)`` for a hit answered by the short path, else
         ``(MISSING, flow)``: the cached call's flow, or ``None`` when the arguments
         do not fit (the function is then called as is and raises its own TypeError)."""
-        cache = self.cache or config.default_cache()
-        recorders = self.recorders(cache)
+        started = time.perf_counter()
         shortcut = self.shortcut
         first: FirstRead | None = None
         if instance is None:
             decision = shortcut.recall(args, kwargs)
-            if decision is not None:
-                answer, first = shortcut.read(cache, decision, recorders, may_block=may_block)
+            if decision is not None:  # these arguments bound before: the cache may be built
+                cache = self.cache or config.default_cache()
+                recorders = self.recorders(cache)
+                answer, first = shortcut.read(
+                    cache, decision, recorders, may_block=may_block, started=started
+                )
                 if answer is not MISSING:
                     return answer, None
         # not remembered (or not answered): the steps decide, then the short path or the flow
-        started = time.perf_counter()
         generation = config.generation()
         ctx = self.context(instance, args, kwargs)
         if ctx is None:
             return MISSING, None
-        if instance is None:
-            shortcut.remember(args, kwargs, ctx, generation)
+        cache = self.cache or config.default_cache()
+        recorders = self.recorders(cache)
+        if instance is None and type(self.choose_policy.classifier) is IntentRules:
+            shortcut.remember(args, kwargs, ctx, generation)  # rules decide alike every time
         if first is None and ctx.read and ctx.key is not None and ctx.policy is not None:
             decision = Decision(ctx.key, ctx.policy)
             answer, first = shortcut.read(

@@ -78,8 +78,9 @@ class Shortcut:
     `read` answers a fresh hit in tier 1 for a decided call. `recall` remembers the
     decisions of calls of scalar arguments -- only for functions whose decision
     depends on nothing but the arguments, the configuration and the controls
-    (``remembers``: no user steps, no namespace or prompt reader callables, intent
-    rules rather than a custom classifier, scalar defaults).
+    (``remembers``: no user steps, no namespace or prompt reader callables, scalar
+    defaults; the caller remembers only decisions made by `IntentRules`, never by a
+    custom classifier).
     """
 
     __slots__ = ("_decisions", "adapter_on_hit", "codec", "fn", "remembers")

@@ -78,6 +78,18 @@ def _configuration() -> tuple[Any, ...]:
     )
 
 
+def _same(before: tuple[Any, ...], now: tuple[Any, ...]) -> bool:
+    """The same four configuration objects (identity: a list changed in place is not
+    noticed, one replaced by an equal copy is)."""
+    return (
+        len(before) == 4
+        and before[0] is now[0]
+        and before[1] is now[1]
+        and before[2] is now[2]
+        and before[3] is now[3]
+    )
+
+
 def current_output() -> Output:
     """Where a call's events go now: stdlib logging until structlog is configured, then
     a structlog logger assembled once per configuration. Levels are asked per call,
@@ -91,7 +103,7 @@ def current_output() -> Output:
         return Output(None)
     seen = _configuration()
     seen_before, logger, fixed = _assembled
-    if seen_before != seen:
+    if not _same(seen_before, seen):
         logger = structlog.get_logger(LOGGER_NAME).bind()
         fixed = Output(logger) if seen[0] in _FIXED_LEVELS else None
         _assembled = (seen, logger, fixed)

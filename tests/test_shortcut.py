@@ -265,3 +265,30 @@ def test_instances_with_a_cache_key_keep_their_own_answers(
         assert pirate.chat("Explain tides") == "pirate: Explain tides"
         assert poet.chat("Explain tides") == "poet: Explain tides"
     assert [e["outcome"] for e in _results(events)] == ["miss", "miss", "hit", "hit"]
+
+
+def test_a_configured_classifier_is_asked_at_every_call(
+    cache: MultiLevelCache, llm: Counter, events: list[dict[str, Any]]
+) -> None:
+    """A classifier set by ``configure(rules=...)`` decides every call, even repeated ones."""
+    verdict = CachePolicy.LONG
+    configure(rules=lambda prompt: verdict)
+    chat = cache_by_intent(cache=cache)(lambda prompt: llm(prompt))
+    assert chat("hello") == chat("hello") == "answer #1 to hello"
+    verdict = CachePolicy.NEVER
+    assert chat("hello") == "answer #2 to hello"
+
+
+def test_arguments_that_do_not_fit_raise_before_the_cache_is_built(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A call missing an argument raises the function's own TypeError, even when the
+    default cache could not be built."""
+    monkeypatch.setenv("LLM_MIDDLEWARE_TIERS", "nosuch://x")
+
+    @cache_by_intent
+    def chat(prompt: str) -> str:
+        return prompt
+
+    with pytest.raises(TypeError):
+        chat()  # type: ignore[call-arg]
