@@ -171,20 +171,20 @@ class _CachedFunction:
         """``(answer, None)`` for a hit answered by the short path, else
         ``(MISSING, flow)``: the cached call's flow, or ``None`` when the arguments
         do not fit (the function is then called as is and raises its own TypeError)."""
-        started = time.perf_counter()
         shortcut = self.shortcut
         first: FirstRead | None = None
         if instance is None:
             decision = shortcut.recall(args, kwargs)
             if decision is not None:  # these arguments bound before: the cache may be built
                 cache = self.cache or config.default_cache()
-                recorders = self.recorders(cache)
-                answer, first = shortcut.read(
-                    cache, decision, recorders, may_block=may_block, started=started
-                )
+                recorders = self._recorders
+                if recorders is None or recorders.targets[0] is not cache.recorder:
+                    recorders = self.recorders(cache)
+                answer, first = shortcut.read(cache, decision, recorders, may_block=may_block)
                 if answer is not MISSING:
                     return answer, None
         # not remembered (or not answered): the steps decide, then the short path or the flow
+        started = time.perf_counter()
         generation = config.generation()
         ctx = self.context(instance, args, kwargs)
         if ctx is None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import operator
 import os
 import time
 from typing import Any
@@ -78,22 +79,11 @@ def _configuration() -> tuple[Any, ...]:
     )
 
 
-def _same(before: tuple[Any, ...], now: tuple[Any, ...]) -> bool:
-    """The same four configuration objects (identity: a list changed in place is not
-    noticed, one replaced by an equal copy is)."""
-    return (
-        len(before) == 4
-        and before[0] is now[0]
-        and before[1] is now[1]
-        and before[2] is now[2]
-        and before[3] is now[3]
-    )
-
-
 def current_output() -> Output:
     """Where a call's events go now: stdlib logging until structlog is configured, then
-    a structlog logger assembled once per configuration. Levels are asked per call,
-    except of structlog's filtering loggers, whose levels never change."""
+    a structlog logger assembled once per configuration (the same four configuration
+    objects, by identity). Levels are asked per call, except of structlog's filtering
+    loggers, whose levels never change."""
     global _assembled
     config = _CONFIG
     if config is None:  # a structlog without the configuration object: the public API
@@ -101,9 +91,19 @@ def current_output() -> Output:
             return Output(None)
     elif not config.is_configured:
         return Output(None)
-    seen = _configuration()
-    seen_before, logger, fixed = _assembled
-    if not _same(seen_before, seen):
+    before, logger, fixed = _assembled
+    if config is not None and before:  # the hot path: compare without building a tuple
+        unchanged = (
+            before[0] is config.default_wrapper_class
+            and before[1] is config.logger_factory
+            and before[2] is config.default_processors
+            and before[3] is config.default_context_class
+        )
+    else:
+        seen = _configuration()
+        unchanged = len(before) == len(seen) and all(map(operator.is_, before, seen))
+    if not unchanged:
+        seen = _configuration()
         logger = structlog.get_logger(LOGGER_NAME).bind()
         fixed = Output(logger) if seen[0] in _FIXED_LEVELS else None
         _assembled = (seen, logger, fixed)
