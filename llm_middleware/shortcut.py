@@ -157,7 +157,8 @@ class Shortcut:
         envelope = cache.fresh(key, data, self.codec)
         if envelope is None:
             return MISSING, FirstRead(key, data)
-        recorders.hit(tier.name, envelope.duration_ms, envelope.saved_tokens)
+        saved_ms, saved_tokens = envelope.duration_ms, envelope.saved_tokens
+        recorders.hit(tier.name, saved_ms, saved_tokens)
         if out.info:
             write_result(
                 out,
@@ -168,8 +169,8 @@ class Shortcut:
                 tier.name,
                 decision.policy.value,
                 started,
-                envelope.duration_ms,
-                envelope.saved_tokens,
+                saved_ms,
+                saved_tokens,
             )
         value = envelope.value
         return (value if self.adapter_on_hit is None else self.adapter_on_hit(value)), None
