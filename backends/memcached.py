@@ -2,9 +2,8 @@
 
 Keys are spread over the servers by rendezvous (consistent) hashing, scored with BLAKE2b
 (pymemcache's default score, murmur3 in pure Python, costs about 20 µs per call); each server
-has its own
-connection pool, so one backend may be shared by all threads of a process. Values are stored
-as the raw bytes given (no serde, never pickle).
+has its own connection pool, so one backend may be shared by all threads of a process. Values
+are stored as the raw bytes given (no serde, never pickle).
 
 Failure behaviour (measured with memcached 1.6 on localhost, ``timeout=0.25``):
 

@@ -25,13 +25,7 @@ from .stampede import StampedeLock, Upstream, leader_flow
 from .tiers import FirstRead, Hit, MultiLevelCache
 from .trace import Trace
 
-__all__ = [
-    "Commit",
-    "FlowOptions",
-    "ResultAdapter",
-    "StampedeLock",
-    "cached_call",
-]
+__all__ = ["Commit", "FlowOptions", "ResultAdapter", "StampedeLock", "cached_call"]
 
 
 class Revalidate(Op):

@@ -30,7 +30,7 @@ from .trace import current_output, new_call_id, write_result
 __all__ = ["MISSING", "Decision", "Shortcut", "probe"]
 
 MISSING: Any = object()
-"""`Shortcut.answer`'s "no answer here": take the full flow."""
+"""`Shortcut.read`'s "no answer here": take the full flow."""
 
 _SCALARS = frozenset({str, int, float, bool, type(None)})
 _MAX_TEXT = 4096

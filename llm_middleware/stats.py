@@ -147,7 +147,7 @@ class Recorders:
 
     def hit(self, tier: str, saved_ms: float, saved_tokens: int) -> None:
         hit = (tier, saved_ms, saved_tokens)
-        for target in self.targets:
+        for target in self.targets:  # `CacheStats.queue`, inlined: the hot path of a hit
             queued = target.queued
             queued.append(hit)
             if len(queued) > _FOLD_AT:
