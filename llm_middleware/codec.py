@@ -14,7 +14,7 @@ import json
 import math
 import zlib
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 __all__ = [
@@ -88,13 +88,14 @@ class Envelope:
     expires: float
     duration_ms: float
     usage: dict[str, int] | None
+    saved_tokens: int = field(init=False)
+    """``usage["total_tokens"]`` (0 without usage): what a hit on this entry saves."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "saved_tokens", int((self.usage or {}).get("total_tokens", 0)))
 
     def remaining(self, now: float) -> float:
         return self.expires - now
-
-    @property
-    def saved_tokens(self) -> int:
-        return int((self.usage or {}).get("total_tokens", 0))
 
 
 _JSON_SCALARS = (str, int, bool, type(None))
