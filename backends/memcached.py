@@ -105,6 +105,12 @@ class _Rendezvous(RendezvousHash):  # type: ignore[misc]  # pymemcache is untype
     def __init__(self) -> None:
         super().__init__(hash_function=_score)
 
+    def get_node(self, key: str) -> Any:
+        nodes = self.nodes
+        if len(nodes) == 1:  # the only live server wins every key: no scores to compute
+            return nodes[0]
+        return super().get_node(key)
+
 
 class _LockedHashClient(HashClient):  # type: ignore[misc]  # pymemcache is untyped
     """``HashClient`` whose dead-server bookkeeping is serialised by one lock (network I/O stays
