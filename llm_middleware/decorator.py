@@ -183,6 +183,10 @@ class _CachedFunction:
                 answer, first = shortcut.read(cache, decision, recorders, may_block=may_block)
                 if answer is not MISSING:
                     return answer, None
+                if first is not None and first.data is None and first.error is None:
+                    # absent: the flow reads again after the steps, so an answer stored
+                    # meanwhile by a concurrent identical call is found, not called again
+                    first = None
         # not remembered (or not answered): the steps decide, then the short path or the flow
         started = time.perf_counter()
         generation = config.generation()
