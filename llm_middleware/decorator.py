@@ -27,6 +27,7 @@ from .chain import (
 from .codec import Codec
 from .errors import DecorationError
 from .flow import FlowOptions, ResultAdapter, Revalidations, StampedeLock, cached_call
+from .keys import SCALARS
 from .policy import CachePolicy, Classifier, IntentRules
 from .prompt import intent_reader
 from .shortcut import MISSING, Decision, Shortcut
@@ -128,10 +129,9 @@ class _CachedFunction:
         remembers = not (steps or callable(prompt_arg) or callable(namespace))
         if self.rules is not None and type(self.rules) is not IntentRules:
             remembers = False  # a custom classifier may decide differently each time
-        scalars = (str, int, float, bool, type(None))
         for name, param in self.signature.parameters.items():
             default = param.default
-            if default is not param.empty and name not in ignore and type(default) not in scalars:
+            if default is not param.empty and name not in ignore and type(default) not in SCALARS:
                 remembers = False  # a mutable default may change between calls
         on_hit = None if adapter is None else adapter.on_hit
         return Shortcut(self.name, self.codec, on_hit, remembers=remembers)

@@ -28,6 +28,8 @@ import orjson
 
 __all__ = [
     "KEY_SCHEMA",
+    "MEMO_TEXT",
+    "SCALARS",
     "KeyMemo",
     "UnkeyableError",
     "canonical_bytes",
@@ -203,9 +205,11 @@ def namespace_part(namespace: str | None) -> str:
     return "~" + digest.hexdigest()
 
 
-_SCALARS = frozenset({str, int, float, bool, type(None)})
+SCALARS = frozenset({str, int, float, bool, type(None)})
+"""Argument types whose calls are remembered (keys here, decisions in ``shortcut``)."""
+MEMO_TEXT = 4096
+"""Texts longer than this are not remembered: their calls are keyed afresh."""
 _MEMO_SIZE = 4096
-_MEMO_TEXT = 4096
 
 
 def _probe(arguments: Mapping[str, Any], namespace: str | None) -> tuple[Any, ...] | None:
@@ -214,7 +218,7 @@ def _probe(arguments: Mapping[str, Any], namespace: str | None) -> tuple[Any, ..
     parts: list[Any] = [namespace]
     for name, value in arguments.items():
         kind = type(value)
-        if kind not in _SCALARS or (kind is str and len(value) > _MEMO_TEXT):
+        if kind not in SCALARS or (kind is str and len(value) > MEMO_TEXT):
             return None
         parts.append((name, kind, value))
     return tuple(parts)

@@ -22,6 +22,7 @@ from . import config
 from .chain import CallContext
 from .codec import Codec
 from .control import neutral
+from .keys import MEMO_TEXT, SCALARS
 from .policy import CachePolicy
 from .stats import Recorders
 from .tiers import FirstRead, MultiLevelCache
@@ -32,8 +33,6 @@ __all__ = ["MISSING", "Decision", "Shortcut", "probe"]
 MISSING: Any = object()
 """`Shortcut.read`'s "no answer here": take the full flow."""
 
-_SCALARS = frozenset({str, int, float, bool, type(None)})
-_MAX_TEXT = 4096
 _MAX_DECISIONS = 4096
 
 
@@ -45,9 +44,9 @@ def probe(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, ...] | No
     for value in args:
         kind = type(value)
         if kind is str:
-            if len(value) > _MAX_TEXT:
+            if len(value) > MEMO_TEXT:
                 return None
-        elif kind in _SCALARS:
+        elif kind in SCALARS:
             only_text = False
         else:
             return None
@@ -57,9 +56,9 @@ def probe(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, ...] | No
     for _, value in items:
         kind = type(value)
         if kind is str:
-            if len(value) > _MAX_TEXT:
+            if len(value) > MEMO_TEXT:
                 return None
-        elif kind not in _SCALARS:
+        elif kind not in SCALARS:
             return None
     return args, tuple(map(type, args)), items, tuple(type(v) for _, v in items)
 
