@@ -198,7 +198,7 @@ class _CachedFunction:
         if instance is None and type(self.choose_policy.classifier) is IntentRules:
             shortcut.remember(args, kwargs, ctx, generation)  # rules decide alike every time
         if first is None and ctx.read and ctx.key is not None and ctx.policy is not None:
-            decision = Decision(ctx.key, ctx.policy)
+            decision = Decision(ctx.key, ctx.policy.value)
             answer, first = shortcut.read(
                 cache, decision, recorders, may_block=may_block, started=started
             )

@@ -23,7 +23,6 @@ from .chain import CallContext
 from .codec import Codec
 from .control import neutral
 from .keys import MEMO_TEXT, SCALARS
-from .policy import CachePolicy
 from .stats import Recorders
 from .tiers import FirstRead, MultiLevelCache
 from .trace import current_output, new_call_id, write_result
@@ -64,10 +63,11 @@ def probe(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, ...] | No
 
 
 class Decision(NamedTuple):
-    """What the steps decided for a call: its key and its policy."""
+    """What the steps decided for a call: its key and its policy's name (as events
+    write it)."""
 
     key: str
-    policy: CachePolicy
+    policy: str
     generation: int = 0
 
 
@@ -113,7 +113,7 @@ class Shortcut:
             return
         if len(self._decisions) >= _MAX_DECISIONS:
             self._decisions.clear()
-        self._decisions[stand_in] = Decision(ctx.key, ctx.policy, generation)
+        self._decisions[stand_in] = Decision(ctx.key, ctx.policy.value, generation)
 
     def recall(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Decision | None:
         """The remembered decision for these arguments, if it still holds: same
@@ -166,7 +166,7 @@ class Shortcut:
                 key,
                 "hit",
                 tier.name,
-                decision.policy.value,
+                decision.policy,
                 started,
                 saved_ms,
                 saved_tokens,

@@ -13,11 +13,13 @@ is reused for as long as structlog's configuration stays the same.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import logging
 import operator
 import os
 import time
+from collections.abc import Callable
 from typing import Any
 
 import structlog
@@ -105,27 +107,38 @@ def current_output() -> Output:
     if not unchanged:
         seen = _configuration()
         logger = structlog.get_logger(LOGGER_NAME).bind()
-        fixed = Output(logger) if seen[0] in _FIXED_LEVELS else None
+        fixed = Output(logger, filtering=True) if seen[0] in _FIXED_LEVELS else None
         _assembled = (seen, logger, fixed)
     return fixed if fixed is not None else Output(logger)
 
 
 class Output:
-    """Where one call's events go, and which levels are wanted there."""
+    """Where one call's events go, and which levels are wanted there.
 
-    __slots__ = ("debug", "info", "logger", "structured")
+    ``info_line(event, fields)`` writes one INFO event (wanted there): the closing
+    event of a hit, the one event written per call at INFO. For structlog's own
+    filtering loggers it runs the processors and the output as their ``info`` does
+    after its level check (`_filtered_info`)."""
 
-    def __init__(self, logger: Any) -> None:
+    __slots__ = ("debug", "info", "info_line", "logger", "structured")
+
+    def __init__(self, logger: Any, *, filtering: bool = False) -> None:
         self.structured = logger is not None
+        self.info_line: Callable[[str, dict[str, Any]], object]
         if self.structured:
             self.logger = logger
             enabled = getattr(self.logger, "is_enabled_for", None)
             self.debug = True if enabled is None else bool(enabled(logging.DEBUG))
             self.info = True if enabled is None else bool(enabled(logging.INFO))
+            if filtering:
+                self.info_line = _filtered_info(logger)
+            else:
+                self.info_line = functools.partial(_structured_line, logger, logging.INFO)
         else:
             self.logger = _std
             self.debug = _std.isEnabledFor(logging.DEBUG)
             self.info = _std.isEnabledFor(logging.INFO)
+            self.info_line = _std_info
 
     def wants(self, level: int) -> bool:
         if level >= logging.WARNING:
@@ -134,10 +147,39 @@ class Output:
 
     def write(self, level: int, event: str, fields: dict[str, Any]) -> None:
         if self.structured:
-            self.logger.log(level, event, **fields)
+            _structured_line(self.logger, level, event, fields)
         else:
-            detail = " ".join(f"{name}={value!r}" for name, value in fields.items())
-            _std.log(level, "%s %s", event, detail, extra={"llm_middleware": fields})
+            _std_line(level, event, fields)
+
+
+def _structured_line(logger: Any, level: int, event: str, fields: dict[str, Any]) -> None:
+    logger.log(level, event, **fields)
+
+
+def _filtered_info(logger: Any) -> Callable[[str, dict[str, Any]], object]:
+    """``logger.info`` of one of structlog's filtering loggers, taking the fields as a
+    dict: ``_process_event`` and the wrapped logger's method are what its ``info`` calls
+    (through ``_proxy_to_logger``, which takes keywords), both meant for wrapper classes."""
+    process = logger._process_event
+    wrapped = logger._logger
+
+    def info_line(event: str, fields: dict[str, Any]) -> object:
+        try:
+            args, kw = process("info", event, fields)
+        except structlog.DropEvent:
+            return None
+        return wrapped.info(*args, **kw)
+
+    return info_line
+
+
+def _std_line(level: int, event: str, fields: dict[str, Any]) -> None:
+    """An event on the stdlib logger: readable text, the fields kept on the record."""
+    detail = " ".join(f"{name}={value!r}" for name, value in fields.items())
+    _std.log(level, "%s %s", event, detail, extra={"llm_middleware": fields})
+
+
+_std_info = functools.partial(_std_line, logging.INFO)
 
 
 _call_prefix = os.urandom(6).hex()
@@ -160,11 +202,6 @@ def new_call_id() -> str:
     return f"{_call_prefix}-{next(_call_numbers)}"
 
 
-def _ms(value: float) -> float:
-    """``value`` (>= 0) to three decimals; ``round`` costs five times as much."""
-    return int(value * 1000.0 + 0.5) / 1000.0
-
-
 def write_result(
     out: Output,
     call_id: str,
@@ -178,7 +215,8 @@ def write_result(
     saved_tokens: int,
     **extra: Any,
 ) -> None:
-    """Write a call's closing ``cache.result`` event to ``out`` (INFO wanted there)."""
+    """Write a call's closing ``cache.result`` event to ``out`` (INFO wanted there).
+    Durations are rounded to three decimals (``int(x + 0.5)``: ``round`` costs more)."""
     fields = {
         "call_id": call_id,
         "fn": fn,
@@ -186,13 +224,13 @@ def write_result(
         "outcome": outcome,
         "tier": tier,
         "policy": policy,
-        "duration_ms": _ms((time.perf_counter() - started) * 1000.0),
-        "saved_ms": _ms(saved_ms),
+        "duration_ms": int((time.perf_counter() - started) * 1_000_000.0 + 0.5) / 1000.0,
+        "saved_ms": int(saved_ms * 1000.0 + 0.5) / 1000.0,
         "saved_tokens": saved_tokens,
     }
     if extra:
         fields.update(extra)
-    out.write(logging.INFO, "cache.result", fields)
+    out.info_line("cache.result", fields)
 
 
 class Trace:

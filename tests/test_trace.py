@@ -125,3 +125,45 @@ def test_a_stdlib_level_change_takes_effect_at_once(
         assert logging.DEBUG in [r.levelno for r in caplog.records]
     finally:
         structlog.reset_defaults()
+
+
+def test_production_set_up_writes_one_json_line_per_call(
+    cache: MultiLevelCache, tmp_path: Any
+) -> None:
+    """docs/trace.md's production set-up (orjson, bytes, Unix time): each call is one
+    JSON line, and processors see the ``info`` method like any ``logger.info`` call."""
+    import json
+
+    import orjson
+
+    seen: list[str] = []
+
+    def method_names(_: Any, method: str, event: dict[str, Any]) -> dict[str, Any]:
+        seen.append(method)
+        return event
+
+    path = tmp_path / "cache.log"
+    with open(path, "ab") as log_file:
+        structlog.configure(
+            processors=[
+                method_names,
+                structlog.processors.add_log_level,
+                structlog.processors.TimeStamper(),
+                structlog.processors.JSONRenderer(serializer=orjson.dumps),
+            ],
+            wrapper_class=structlog.make_filtering_bound_logger(logging.INFO),
+            logger_factory=structlog.BytesLoggerFactory(log_file),
+            cache_logger_on_first_use=True,
+        )
+        try:
+            chat = cache_by_intent(cache=cache)(lambda prompt: prompt.upper())
+            answers = [chat("Explain Raft") for _ in range(3)]
+        finally:
+            structlog.reset_defaults()
+    assert answers == ["EXPLAIN RAFT"] * 3
+    lines = [json.loads(line) for line in path.read_bytes().splitlines()]
+    assert [line["outcome"] for line in lines] == ["miss", "hit", "hit"]
+    check_table([{**line, "log_level": line["level"]} for line in lines[1:2]])
+    assert all(line["event"] == "cache.result" and line["level"] == "info" for line in lines)
+    assert all(isinstance(line["timestamp"], float) for line in lines)
+    assert seen == ["info"] * 3
