@@ -173,8 +173,10 @@ class _CachedFunction:
         do not fit (the function is then called as is and raises its own TypeError)."""
         shortcut = self.shortcut
         first: FirstRead | None = None
+        stand_in = None
         if instance is None:
-            decision = shortcut.recall(args, kwargs)
+            stand_in = shortcut.stand_in(args, kwargs)
+            decision = shortcut.recall(stand_in)
             if decision is not None:  # these arguments bound before: the cache may be built
                 cache = self.cache or config.default_cache()
                 recorders = self._recorders
@@ -196,7 +198,7 @@ class _CachedFunction:
         cache = self.cache or config.default_cache()
         recorders = self.recorders(cache)
         if instance is None and type(self.choose_policy.classifier) is IntentRules:
-            shortcut.remember(args, kwargs, ctx, generation)  # rules decide alike every time
+            shortcut.remember(stand_in, ctx, generation)  # rules decide alike every time
         if first is None and ctx.read and ctx.key is not None and ctx.policy is not None:
             decision = Decision(ctx.key, ctx.policy.value)
             answer, first = shortcut.read(

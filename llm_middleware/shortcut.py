@@ -2,21 +2,26 @@
 
 The chain's steps decide a call from its arguments, the process configuration and
 the controls around it. For a plain function called with short scalar arguments
-(the common ``chat(prompt, model=...)``) that decision -- the key and the policy --
-is remembered. When the same arguments come again, with no control block around
-the call, the same configuration, and debug events not wanted, tier 1 is read at
-once; a fresh, valid entry there is the answer, with the same counters and the
-same ``cache.result`` event as the full flow. Anything else (absent, stale or
-invalid entry, failing tier) goes on to the full flow, handing it what tier 1
-returned so that it is not read twice. The full flow gives the same answer either
-way; this only skips work whose outcome is already known.
+(the common ``chat(prompt, model=...)``) or with plain JSON data (``chat(messages)``:
+lists and dicts of strings and numbers, known by a digest of their JSON) that
+decision -- the key and the policy -- is remembered. When the same arguments come
+again, with no control block around the call, the same configuration, and debug
+events not wanted, tier 1 is read at once; a fresh, valid entry there is the
+answer, with the same counters and the same ``cache.result`` event as the full
+flow. Anything else (absent, stale or invalid entry, failing tier) goes on to the
+full flow, handing it what tier 1 returned so that it is not read twice. The full
+flow gives the same answer either way; this only skips work whose outcome is
+already known.
 """
 
 from __future__ import annotations
 
+import hashlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Hashable, Iterable
 from typing import Any, NamedTuple
+
+import orjson
 
 from . import config
 from .chain import CallContext
@@ -27,7 +32,7 @@ from .stats import Recorders
 from .tiers import FirstRead, MultiLevelCache
 from .trace import current_output, new_call_id, write_result
 
-__all__ = ["MISSING", "Decision", "Shortcut", "probe"]
+__all__ = ["MEMO_DATA", "MISSING", "Decision", "Shortcut", "fingerprint", "probe"]
 
 MISSING: Any = object()
 """`Shortcut.read`'s "no answer here": take the full flow."""
@@ -35,20 +40,22 @@ MISSING: Any = object()
 _MAX_DECISIONS = 4096
 
 
-def probe(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, ...] | None:
-    """A hashable stand-in for a call's arguments when all are short scalars, with
-    their types (so that 1, 1.0 and True stay apart); else ``None``. Positional
-    strings alone stand for themselves (no other stand-in is a tuple of strings)."""
+def probe(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Hashable | None:
+    """A hashable stand-in for a call's arguments, or ``None`` when they are not
+    remembered. Short scalars stand for themselves, with their types (so that 1, 1.0
+    and True stay apart); positional strings alone are the bare tuple (no other
+    stand-in is a tuple of strings). Other arguments of plain JSON data, like a chat's
+    ``messages`` or a long prompt, stand as a digest of their JSON (`fingerprint`)."""
     only_text = True
     for value in args:
         kind = type(value)
         if kind is str:
             if len(value) > MEMO_TEXT:
-                return None
+                return fingerprint(args, kwargs)
         elif kind in SCALARS:
             only_text = False
         else:
-            return None
+            return fingerprint(args, kwargs)
     if not kwargs:
         return args if only_text else (args, tuple(map(type, args)))
     items = tuple(kwargs.items())
@@ -56,10 +63,60 @@ def probe(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, ...] | No
         kind = type(value)
         if kind is str:
             if len(value) > MEMO_TEXT:
-                return None
+                return fingerprint(args, kwargs)
         elif kind not in SCALARS:
-            return None
+            return fingerprint(args, kwargs)
     return args, tuple(map(type, args)), items, tuple(type(v) for _, v in items)
+
+
+MEMO_DATA = 32 * 1024
+"""Arguments holding more text than this (in characters) are not fingerprinted: their
+calls are decided by the steps, whose key costs what a fingerprint would."""
+
+_PLAIN_LEAVES = frozenset({int, bool, type(None)})
+
+
+def _plain(values: Iterable[Any], budget: int) -> int:
+    """``budget`` less the text in ``values``, or -1: when something in them is not
+    plain JSON data of exact built-in types (dicts with str keys, lists, tuples, str,
+    int, bool, None, finite floats), or the text runs over the budget."""
+    for value in values:
+        kind = type(value)
+        if kind is str:
+            budget -= len(value)
+        elif kind is dict:
+            for key in value:
+                if type(key) is not str:
+                    return -1
+            budget = _plain(value.values(), budget)
+        elif kind is list or kind is tuple:
+            budget = _plain(value, budget)
+        elif kind is float:
+            if value - value != 0.0:  # NaN or an infinity (JSON would write null)
+                return -1
+        elif kind not in _PLAIN_LEAVES:
+            return -1
+        if budget < 0:
+            return -1
+    return budget
+
+
+def fingerprint(args: tuple[Any, ...], kwargs: dict[str, Any]) -> bytes | None:
+    """A 128-bit digest of the arguments' JSON when they are plain JSON data of exact
+    built-in types, up to `MEMO_DATA` of text; else ``None``.
+
+    Plain data reads the same way to every step: equal JSON means an equal intent text,
+    an equal key and so an equal decision. Anything else -- an Enum or a model, a str
+    subclass, NaN (JSON's null, like None) -- could stand for something its JSON does
+    not show, and is left to the steps. Keys keep their order here (a reordered dict is
+    only a second fingerprint of the same decision)."""
+    try:
+        if _plain((args, kwargs), MEMO_DATA) < 0:
+            return None
+        data = orjson.dumps((args, kwargs))
+    except (orjson.JSONEncodeError, RecursionError):  # integers over 64 bits, lone surrogates
+        return None
+    return hashlib.blake2b(data, digest_size=16).digest()
 
 
 class Decision(NamedTuple):
@@ -74,12 +131,12 @@ class Decision(NamedTuple):
 class Shortcut:
     """The short path of one decorated function's hits.
 
-    `read` answers a fresh hit in tier 1 for a decided call. `recall` remembers the
-    decisions of calls of scalar arguments -- only for functions whose decision
-    depends on nothing but the arguments, the configuration and the controls
-    (``remembers``: no user steps, no namespace or prompt reader callables, scalar
-    defaults; the caller remembers only decisions made by `IntentRules`, never by a
-    custom classifier).
+    `read` answers a fresh hit in tier 1 for a decided call. `recall` and `remember`
+    keep the decisions of calls that `probe` finds a stand-in for -- only for
+    functions whose decision depends on nothing but the arguments, the configuration
+    and the controls (``remembers``: no user steps, no namespace or prompt reader
+    callables, scalar defaults; the caller remembers only decisions made by
+    `IntentRules`, never by a custom classifier).
     """
 
     __slots__ = ("_decisions", "adapter_on_hit", "codec", "fn", "remembers")
@@ -96,31 +153,28 @@ class Shortcut:
         self.codec = codec
         self.adapter_on_hit = on_hit
         self.remembers = remembers
-        self._decisions: dict[tuple[Any, ...], Decision] = {}
+        self._decisions: dict[Hashable, Decision] = {}
 
-    def remember(
-        self, args: tuple[Any, ...], kwargs: dict[str, Any], ctx: CallContext, generation: int
-    ) -> None:
-        """Keep the decision the steps made for these arguments, if it is the neutral
-        one (no control block) and cacheable. ``generation``: the configuration's,
-        read before the steps ran."""
-        if not self.remembers or ctx.key is None or ctx.policy is None:
+    def stand_in(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Hashable | None:
+        """What `recall` and `remember` know these arguments by (`probe`), or ``None``
+        when this function's decisions are not remembered."""
+        return probe(args, kwargs) if self.remembers else None
+
+    def remember(self, stand_in: Hashable | None, ctx: CallContext, generation: int) -> None:
+        """Keep the decision the steps made for the arguments ``stand_in`` stands for,
+        if it is the neutral one (no control block) and cacheable. ``generation``: the
+        configuration's, read before the steps ran."""
+        if stand_in is None or ctx.key is None or ctx.policy is None:
             return
         if ctx.skip is not None or not neutral():
-            return
-        stand_in = probe(args, kwargs)
-        if stand_in is None:
             return
         if len(self._decisions) >= _MAX_DECISIONS:
             self._decisions.clear()
         self._decisions[stand_in] = Decision(ctx.key, ctx.policy.value, generation)
 
-    def recall(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Decision | None:
-        """The remembered decision for these arguments, if it still holds: same
-        configuration, no control block around the call."""
-        if not self.remembers:
-            return None
-        stand_in = probe(args, kwargs)
+    def recall(self, stand_in: Hashable | None) -> Decision | None:
+        """The remembered decision for the arguments ``stand_in`` stands for, if it
+        still holds: same configuration, no control block around the call."""
         if stand_in is None:
             return None
         decision = self._decisions.get(stand_in)

@@ -1,7 +1,8 @@
 """Repeated hits take a short path: the answers, counters and events stay those of a hit.
 
 These run with structlog at INFO (debug events unwanted), the setting in which a
-repeated call of scalar arguments is answered straight from tier 1.
+repeated call of scalar arguments or of plain JSON data (chat messages) is answered
+straight from tier 1.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import asyncio
 import logging
 import threading
 from collections.abc import Iterator
+from enum import Enum
 from typing import Any
 
 import pytest
@@ -222,7 +224,7 @@ def test_hits_from_many_threads_are_all_counted(cache: MultiLevelCache, llm: Cou
 def test_conversation_hits_count_report_and_obey_controls(
     cache: MultiLevelCache, events: list[dict[str, Any]]
 ) -> None:
-    """Calls of chat messages (decided afresh each time) hit, count and report alike."""
+    """Calls of chat messages hit, count and report alike, and obey the controls."""
     calls = 0
 
     @cache_by_intent(cache=cache)
@@ -242,6 +244,50 @@ def test_conversation_hits_count_report_and_obey_controls(
         "miss", "hit", "hit", "miss", "bypass", "hit",
     ]  # fmt: skip
     assert chat.cache_info()["hits"] == {"L1": 3}  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("size", [100, 40_000], ids=["short", "long"])
+def test_a_conversation_changed_in_place_is_asked_anew(
+    cache: MultiLevelCache, llm: Counter, size: int
+) -> None:
+    """Conversations are known by their content, not by the list object: a turn
+    appended to the same list is a new question, and taking it back is the old one."""
+    chat = cache_by_intent(cache=cache)(lambda messages: llm(messages[-1]["content"]))
+    messages = [{"role": "user", "content": "Explain DNS " + "x" * size}]
+    first = chat(messages)
+    assert chat(messages) == first and llm.calls == 1
+    messages += [{"role": "assistant", "content": first}, {"role": "user", "content": "Why?"}]
+    second = chat(messages)
+    assert second != first and chat(messages) == second and llm.calls == 2
+    messages[-1]["content"] = "Explain why"
+    assert chat(messages) not in (first, second) and llm.calls == 3
+    del messages[1:]
+    assert chat(messages) == first and llm.calls == 3
+
+
+class Tone(Enum):
+    CALM = "calm"
+
+
+def test_values_json_cannot_show_never_take_a_plain_answer(
+    cache: MultiLevelCache, llm: Counter, events: list[dict[str, Any]]
+) -> None:
+    """NaN (which JSON writes as null) and an Enum (written as its value) are not the
+    plain values they resemble: such calls run uncached, never answered by the entry
+    of the look-alike conversation."""
+    chat = cache_by_intent(cache=cache)(lambda messages: llm(messages[0]["content"]))
+    plain = [{"role": "user", "content": "Explain DNS", "weight": None, "tone": "calm"}]
+    first = chat(plain)
+    assert chat(plain) == first
+    nan = [{**plain[0], "weight": float("nan")}]
+    enum = [{**plain[0], "tone": Tone.CALM}]
+    for _ in range(2):
+        assert chat(nan) != first and chat(enum) != first
+    assert llm.calls == 5
+    results = _results(events)
+    assert [e["outcome"] for e in results] == ["miss", "hit"] + ["bypass"] * 4
+    bypasses = [e["reason"] for e in events if e["event"] == "cache.bypass"]
+    assert bypasses == ["unkeyable_argument"] * 4
 
 
 def test_instances_with_a_cache_key_keep_their_own_answers(
