@@ -198,7 +198,7 @@ class _CachedFunction:
         cache = self.cache or config.default_cache()
         recorders = self.recorders(cache)
         if instance is None and type(self.choose_policy.classifier) is IntentRules:
-            shortcut.remember(stand_in, ctx, generation)  # rules decide alike every time
+            shortcut.remember(stand_in, args, kwargs, ctx, generation)  # rules decide alike
         if first is None and ctx.read and ctx.key is not None and ctx.policy is not None:
             decision = Decision(ctx.key, ctx.policy.value)
             answer, first = shortcut.read(

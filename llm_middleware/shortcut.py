@@ -69,32 +69,43 @@ def probe(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Hashable | None:
     return args, tuple(map(type, args)), items, tuple(type(v) for _, v in items)
 
 
-MEMO_DATA = 32 * 1024
-"""Arguments holding more text than this (in characters) are not fingerprinted: their
-calls are decided by the steps, whose key costs what a fingerprint would."""
+MEMO_DATA = 16 * 1024
+"""Arguments larger than this (one per value, plus the characters of its text) are not
+fingerprinted: their calls are decided by the steps. A fingerprint costs about what
+their key costs and saves the rest of the steps, which weigh less the larger the
+data; a call over the limit pays for the walk up to it."""
 
 _PLAIN_LEAVES = frozenset({int, bool, type(None)})
 
 
 def _plain(values: Iterable[Any], budget: int) -> int:
-    """``budget`` less the text in ``values``, or -1: when something in them is not
-    plain JSON data of exact built-in types (dicts with str keys, lists, tuples, str,
-    int, bool, None, finite floats), or the text runs over the budget."""
+    """``budget`` less the size of ``values`` (1 for each value, plus the length of
+    each text), or -1: when something in them is not plain JSON data of exact built-in
+    types (dicts with str keys, lists, tuples, str, int, bool, None, finite floats), or
+    the size runs over the budget (so the walk is bounded too)."""
     for value in values:
         kind = type(value)
         if kind is str:
-            budget -= len(value)
-        elif kind is dict:
-            for key in value:
+            budget -= len(value) + 1
+        elif kind is dict:  # a chat message: its text values are counted in place
+            for key, item in value.items():
                 if type(key) is not str:
                     return -1
-            budget = _plain(value.values(), budget)
+                if type(item) is str:
+                    budget -= len(key) + len(item) + 1
+                else:
+                    budget = _plain((item,), budget - len(key))
+                if budget < 0:
+                    return -1
         elif kind is list or kind is tuple:
-            budget = _plain(value, budget)
+            budget = _plain(value, budget - 1)
         elif kind is float:
             if value - value != 0.0:  # NaN or an infinity (JSON would write null)
                 return -1
-        elif kind not in _PLAIN_LEAVES:
+            budget -= 1
+        elif kind in _PLAIN_LEAVES:
+            budget -= 1
+        else:
             return -1
         if budget < 0:
             return -1
@@ -103,18 +114,20 @@ def _plain(values: Iterable[Any], budget: int) -> int:
 
 def fingerprint(args: tuple[Any, ...], kwargs: dict[str, Any]) -> bytes | None:
     """A 128-bit digest of the arguments' JSON when they are plain JSON data of exact
-    built-in types, up to `MEMO_DATA` of text; else ``None``.
+    built-in types, of size up to `MEMO_DATA`; else ``None``.
 
     Plain data reads the same way to every step: equal JSON means an equal intent text,
     an equal key and so an equal decision. Anything else -- an Enum or a model, a str
     subclass, NaN (JSON's null, like None) -- could stand for something its JSON does
     not show, and is left to the steps. Keys keep their order here (a reordered dict is
-    only a second fingerprint of the same decision)."""
+    only a second fingerprint of the same decision). Any failure (an integer over 64
+    bits, a lone surrogate, deep nesting, a dict changed by another thread during the
+    walk) means no fingerprint: the steps decide, and handle it as they do."""
     try:
         if _plain((args, kwargs), MEMO_DATA) < 0:
             return None
         data = orjson.dumps((args, kwargs))
-    except (orjson.JSONEncodeError, RecursionError):  # integers over 64 bits, lone surrogates
+    except Exception:
         return None
     return hashlib.blake2b(data, digest_size=16).digest()
 
@@ -156,17 +169,27 @@ class Shortcut:
         self._decisions: dict[Hashable, Decision] = {}
 
     def stand_in(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Hashable | None:
-        """What `recall` and `remember` know these arguments by (`probe`), or ``None``
-        when this function's decisions are not remembered."""
-        return probe(args, kwargs) if self.remembers else None
+        """What `recall` and `remember` know these arguments by (`probe`); ``None``
+        when this function's decisions are not remembered, or inside a control block
+        (``bypass``, ``refresh``, ``use_policy``), whose decisions are never kept nor
+        taken."""
+        return probe(args, kwargs) if self.remembers and neutral() else None
 
-    def remember(self, stand_in: Hashable | None, ctx: CallContext, generation: int) -> None:
+    def remember(
+        self,
+        stand_in: Hashable | None,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        ctx: CallContext,
+        generation: int,
+    ) -> None:
         """Keep the decision the steps made for the arguments ``stand_in`` stands for,
-        if it is the neutral one (no control block) and cacheable. ``generation``: the
-        configuration's, read before the steps ran."""
-        if stand_in is None or ctx.key is None or ctx.policy is None:
+        if it is cacheable. ``generation``: the configuration's, read before the steps
+        ran. Data that another thread changed while the steps ran (its fingerprint is
+        no longer ``stand_in``) is not kept: its key may be the other content's."""
+        if stand_in is None or ctx.key is None or ctx.policy is None or ctx.skip is not None:
             return
-        if ctx.skip is not None or not neutral():
+        if type(stand_in) is bytes and fingerprint(args, kwargs) != stand_in:
             return
         if len(self._decisions) >= _MAX_DECISIONS:
             self._decisions.clear()
@@ -174,13 +197,13 @@ class Shortcut:
 
     def recall(self, stand_in: Hashable | None) -> Decision | None:
         """The remembered decision for the arguments ``stand_in`` stands for, if it
-        still holds: same configuration, no control block around the call."""
+        was made under the same configuration."""
         if stand_in is None:
             return None
         decision = self._decisions.get(stand_in)
         if decision is None or decision.generation != config.generation():
             return None
-        return decision if neutral() else None
+        return decision
 
     def read(
         self,

@@ -166,9 +166,9 @@ def _filtered_info(logger: Any) -> Callable[[str, dict[str, Any]], object]:
     def info_line(event: str, fields: dict[str, Any]) -> object:
         try:
             args, kw = process("info", event, fields)
-        except structlog.DropEvent:
+            return wrapped.info(*args, **kw)
+        except structlog.DropEvent:  # from a processor or the output, as in structlog
             return None
-        return wrapped.info(*args, **kw)
 
     return info_line
 

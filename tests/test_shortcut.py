@@ -30,6 +30,7 @@ from llm_middleware import (
     refresh,
     use_policy,
 )
+from llm_middleware.shortcut import MEMO_DATA
 from llm_middleware.testing import FakeClock
 
 from .conftest import Counter
@@ -246,7 +247,7 @@ def test_conversation_hits_count_report_and_obey_controls(
     assert chat.cache_info()["hits"] == {"L1": 3}  # type: ignore[attr-defined]
 
 
-@pytest.mark.parametrize("size", [100, 40_000], ids=["short", "long"])
+@pytest.mark.parametrize("size", [100, MEMO_DATA + 100], ids=["digested", "over-the-digest-limit"])
 def test_a_conversation_changed_in_place_is_asked_anew(
     cache: MultiLevelCache, llm: Counter, size: int
 ) -> None:

@@ -167,3 +167,31 @@ def test_production_set_up_writes_one_json_line_per_call(
     assert all(line["event"] == "cache.result" and line["level"] == "info" for line in lines)
     assert all(isinstance(line["timestamp"], float) for line in lines)
     assert seen == ["info"] * 3
+
+
+def test_an_output_that_drops_lines_does_not_reach_the_caller(cache: MultiLevelCache) -> None:
+    """An output logger may drop a line by raising ``DropEvent`` (sampling, rate
+    limits), as structlog allows: the call's answer is unaffected."""
+
+    class Sampling:
+        def __init__(self) -> None:
+            self.dropped = 0
+
+        def info(self, *args: Any, **kwargs: Any) -> None:
+            self.dropped += 1
+            raise structlog.DropEvent
+
+        msg = debug = warning = error = info
+
+    output = Sampling()
+    structlog.configure(
+        processors=[structlog.processors.JSONRenderer()],
+        wrapper_class=structlog.make_filtering_bound_logger(logging.INFO),
+        logger_factory=lambda *args: output,
+    )
+    try:
+        chat = cache_by_intent(cache=cache)(lambda prompt: prompt.upper())
+        assert [chat("Explain Raft") for _ in range(2)] == ["EXPLAIN RAFT"] * 2
+    finally:
+        structlog.reset_defaults()
+    assert output.dropped == 2  # the miss's and the hit's cache.result lines
