@@ -44,7 +44,7 @@ sys.exit(status)
 
 def _chunk() -> bytes:
     """About 1 MiB of log lines, as an application with the JSON set-up writes them."""
-    lines = []
+    lines: list[dict[str, object]] = []
     outcomes = [("hit", "L1"), ("hit", "L2"), ("miss", None), ("hit", "L3"), ("bypass", None)]
     for i in range(3000):
         outcome, tier = outcomes[i % len(outcomes)]

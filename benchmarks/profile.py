@@ -1,9 +1,10 @@
 """Where a hit's time goes: ``python -m benchmarks.profile``.
 
-Profiles (``cProfile``) many hits of each kind a user makes -- a prompt (the remembered
-decision), a 1 kB conversation (decided by the steps every time) and a prompt traced as
-JSON lines at INFO (the production set-up of docs/trace.md) -- and prints, per kind, the
-functions with the most time of their own. Times under a profiler are inflated, and
+Profiles (``cProfile``) many hits of each kind a user makes -- a prompt and a 1 kB
+conversation (both answered by a remembered decision), a 64 kB conversation (over the
+digest's limit: decided by the steps every time) and a prompt traced as JSON lines at
+INFO (the production set-up of docs/trace.md) -- and prints, per kind, the functions
+with the most time of their own. Times under a profiler are inflated, and
 inflated most for small functions: read the ranking, and measure with ``benchmarks.run``.
 """
 
@@ -42,7 +43,8 @@ def _profile(label: str, hit: Callable[[], Any], hits: int, top: int) -> None:
     profiler.disable()
     out = io.StringIO()
     stats = pstats.Stats(profiler, stream=out)
-    print(f"\n== {label}: {stats.total_tt / hits * 1e6:.1f} µs per hit under the profiler")
+    total: float = getattr(stats, "total_tt")  # noqa: B009 - not in the type stubs
+    print(f"\n== {label}: {total / hits * 1e6:.1f} µs per hit under the profiler")
     stats.sort_stats("tottime").print_stats(top)
     lines = out.getvalue().splitlines()
     start = next(i for i, line in enumerate(lines) if line.lstrip().startswith("ncalls"))
@@ -66,6 +68,14 @@ def main(argv: list[str] | None = None) -> int:
                 "1 kB conversation, tracing filtered",
                 lambda: chat_fn(messages),
                 args.hits,
+                args.top,
+            )
+            long_messages = conversation(64_000)  # over the digest's limit: the steps decide
+            long_fn = ours(memory_cache(), chat_messages)
+            _profile(
+                "64 kB conversation, tracing filtered",
+                lambda: long_fn(long_messages),
+                max(args.hits // 20, 1),
                 args.top,
             )
             tracing.fast_info()

@@ -38,3 +38,22 @@ def test_quick_benchmark_run_prints_the_table(tmp_path: Path) -> None:
     assert doc["meta"]["quick"] is True
     assert {row["section"] for row in doc["rows"]} >= {"memory hit (tracing filtered)"}
     assert all(not row["status"].startswith("error") for row in doc["rows"])
+
+
+def test_profile_prints_each_kind_of_hit() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks.profile", "--hits", "40", "--top", "3"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    kinds = [line for line in proc.stdout.splitlines() if line.startswith("== ")]
+    assert [k.split(":")[0] for k in kinds] == [
+        "== prompt, tracing filtered",
+        "== 1 kB conversation, tracing filtered",
+        "== 64 kB conversation, tracing filtered",
+        "== prompt, JSON lines at INFO (production set-up)",
+    ]
+    assert proc.stdout.count("ncalls") == 4
