@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import logging
+from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 import structlog
 from structlog.testing import capture_logs
@@ -128,14 +131,10 @@ def test_a_stdlib_level_change_takes_effect_at_once(
 
 
 def test_production_set_up_writes_one_json_line_per_call(
-    cache: MultiLevelCache, tmp_path: Any
+    cache: MultiLevelCache, tmp_path: Path
 ) -> None:
     """docs/trace.md's production set-up (orjson, bytes, Unix time): each call is one
     JSON line, and processors see the ``info`` method like any ``logger.info`` call."""
-    import json
-
-    import orjson
-
     seen: list[str] = []
 
     def method_names(_: Any, method: str, event: dict[str, Any]) -> dict[str, Any]:
