@@ -284,8 +284,9 @@ def cache_by_intent(
 
     - ``cache``: the `MultiLevelCache` to use (default: `configure` / environment).
     - ``rules``: `IntentRules` or any ``Callable[[str], CachePolicy]``.
-    - ``prompt_arg``: the argument holding the intent text, or a callable of the
-      bound arguments (default: ``prompt``, else the last user message of ``messages``).
+    - ``prompt_arg``: the argument holding the intent text (a string, chat messages
+      -- their last user message -- or a request body with ``messages``), or a
+      callable of the bound arguments (default: ``prompt``, else ``messages``).
     - ``ignore``: argument names left out of the key (clients, timeouts).
     - ``namespace``: a string, or a callable of the bound arguments; entries of one
       namespace are never served to another.

@@ -22,7 +22,6 @@ from .chain import CallContext
 from .codec import register_type
 from .decorator import decorate
 from .flow import Commit
-from .prompt import last_user_text
 
 __all__ = ["wrap_openai"]
 
@@ -285,7 +284,8 @@ def wrap_openai(client: ClientT, **options: Any) -> ClientT:
                 request[name] = value
         return request, transport
 
-    reader = {"prompt_arg": lambda args: last_user_text(args["request"].get("messages"))}
+    reader = {"prompt_arg": "request"}  # its messages' last user text; not a callable,
+    # so a repeated request's decision is remembered (see llm_middleware/shortcut.py)
     adapter = _StreamAdapter(is_async)
     if is_async:
 

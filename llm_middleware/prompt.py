@@ -28,9 +28,12 @@ def _text_of(content: Any) -> str:
 
 
 def last_user_text(messages: Any) -> str:
-    """The text of the last ``user`` message (string content or text parts), else ""."""
+    """The text of the last ``user`` message (string content or text parts), else "".
+    ``messages`` may be a request body holding them (``{"model": ..., "messages": [...]}``)."""
     if isinstance(messages, str):
         return messages
+    if isinstance(messages, Mapping):
+        messages = messages.get("messages")
     if not isinstance(messages, (list, tuple)):
         return ""
     for message in reversed(messages):

@@ -137,6 +137,21 @@ def test_prompt_arg_names_another_argument(cache: MultiLevelCache, llm: Counter)
     assert llm.calls == 4
 
 
+def test_prompt_arg_may_name_a_request_body(cache: MultiLevelCache, llm: Counter) -> None:
+    """An argument holding a whole request (``{"model": ..., "messages": [...]}``) is
+    read by its messages' last user text."""
+
+    @cache_by_intent(cache=cache, prompt_arg="request")
+    def send(request: dict[str, Any]) -> str:
+        return llm(str(request))
+
+    latest = {"model": "m", "messages": [{"role": "user", "content": "Latest scores?"}]}
+    reference = {"model": "m", "messages": [{"role": "user", "content": "What is a B-tree?"}]}
+    for request in (latest, latest, reference, reference):
+        send(request)
+    assert llm.calls == 3  # time-sensitive twice, then a reference question once
+
+
 def test_no_prompt_argument_is_a_clear_error() -> None:
     """Decorating a function without a prompt raises at once, saying what to name."""
     with pytest.raises(DecorationError, match="prompt_arg='question'") as info:
