@@ -119,7 +119,17 @@ class Answer(BaseModel):
 
 @pytest.mark.parametrize(
     "value",
-    ["plain text", {"a": [1, 2.5, None, True], "b": {"c": "d"}}, [1, "two"], 3, 2.5, False],
+    [
+        "plain text",
+        {"a": [1, 2.5, None, True], "b": {"c": "d"}},
+        [1, "two"],
+        3,
+        2.5,
+        False,
+        {"big": 2**80, "neg": -(2**70), "edge": 2**64},  # beyond what orjson reads
+        [0.1 + 0.2, 1e308, 5e-324, -0.0, 123456789.123456789],
+        {"text": "naïve ☕ 𝄞", "escaped": '\u0000\n\t"quoted"'},
+    ],
 )
 def test_str_and_json_values_round_trip(value: object) -> None:
     """Strings and JSON values decode to equal values of the same type."""
