@@ -17,8 +17,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import orjson
-
 __all__ = [
     "ENVELOPE_SCHEMA",
     "Codec",
@@ -242,10 +240,7 @@ class Codec:
         if data[0] != _PLAIN:
             raise InvalidEntry("not_envelope")
         try:
-            try:
-                doc = orjson.loads(data)
-            except orjson.JSONDecodeError:  # NaN, huge integers, lone surrogates: the
-                doc = json.loads(data)  # standard library reads what it wrote
+            doc = json.loads(data)
             schema, tag, raw = doc["schema"], doc["type"], doc["value"]
             envelope_fields = (
                 str(doc["policy"]),
