@@ -126,7 +126,7 @@ class Answer(BaseModel):
         3,
         2.5,
         False,
-        {"big": 2**80, "neg": -(2**70), "edge": 2**64},  # beyond what orjson reads
+        {"big": 2**80, "neg": -(2**70), "edge": 2**64},  # integers beyond 64 bits
         [0.1 + 0.2, 1e308, 5e-324, -0.0, 123456789.123456789],
         {"text": "naïve ☕ 𝄞", "escaped": '\u0000\n\t"quoted"'},
     ],
