@@ -47,7 +47,7 @@ from pymemcache.client.hash import HashClient
 from pymemcache.client.rendezvous import RendezvousHash
 from pymemcache.exceptions import MemcacheError
 
-from llm_middleware.errors import ConfigurationError
+from llm_middleware.contract import ConfigurationError
 
 __all__ = ["MemcachedBackend"]
 

@@ -10,6 +10,8 @@ from collections.abc import Callable
 
 from cachetools import Cache, LRUCache
 
+from llm_middleware.contract import ConfigurationError
+
 __all__ = ["MemoryBackend"]
 
 _Entry = tuple[bytes, float]  # (value, expiry time)
@@ -68,9 +70,9 @@ class MemoryBackend:
         timer: Callable[[], float] = time.monotonic,
     ) -> None:
         if maxsize < 1:
-            raise ValueError(f"maxsize must be at least 1, got {maxsize}")
+            raise ConfigurationError(f"maxsize must be at least 1, got {maxsize}")
         if ttl is not None and not 0 < ttl < math.inf:
-            raise ValueError(f"ttl must be positive and finite (seconds), got {ttl}")
+            raise ConfigurationError(f"ttl must be positive and finite (seconds), got {ttl}")
         self.maxsize = maxsize
         self.ttl = ttl
         self._timer = timer

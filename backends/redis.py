@@ -32,7 +32,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import ClusterDownError, MaxConnectionsError, RedisClusterException
 from redis.retry import Retry
 
-from llm_middleware.errors import ConfigurationError
+from llm_middleware.contract import ConfigurationError
 
 __all__ = ["RedisBackend", "RedisClusterBackend", "RedisTLSBackend", "RedisUnavailable"]
 

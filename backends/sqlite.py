@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
-from llm_middleware.errors import ConfigurationError
+from llm_middleware.contract import ConfigurationError
 
 __all__ = ["SQLiteBackend"]
 

@@ -8,9 +8,9 @@ misses, and emits one structlog event per decision.
 
 from __future__ import annotations
 
-from .backend import AsyncBackend, Backend
 from .chain import CallContext, Step
 from .config import configure
+from .contract import AsyncBackend, Backend
 from .control import bypass, refresh, use_policy
 from .decorator import cache_by_intent, cache_info
 from .errors import (

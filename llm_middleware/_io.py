@@ -12,7 +12,7 @@ import time
 from collections.abc import Awaitable, Callable, Generator
 from typing import Any, TypeVar
 
-from .backend import Backend
+from .contract import Backend
 
 __all__ = ["Call", "Flow", "Op", "Sleep", "TierOp", "run_async", "run_sync"]
 

@@ -5,6 +5,13 @@ Steps are plain callables over one `CallContext`; they decide (controls, intent,
 policy, key) and never touch a backend. A step may raise `SkipCache` to make the
 call uncached. The I/O that follows -- look up the tiers, call the function,
 promote, store -- is the single flow of ``flow``.
+
+Pure: the steps get what they need (rules, whether a namespace is required) from
+the decorator, and this module imports no configuration, tiers, registry or trace.
+A step whose outcome depends only on the call's arguments (and on the controls
+around the call, which the memo of decisions checks itself) says so with a true
+``remembers`` attribute: when every step does, ``memo`` may keep the decision.
+A step without the attribute is never remembered.
 """
 
 from __future__ import annotations
@@ -12,12 +19,10 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
-from . import config
 from .control import current_mode, current_policy
 from .errors import SkipCache
 from .keys import KeyMemo, UnkeyableError
 from .policy import POLICY_TTL, CachePolicy, Classifier, IntentRules, classify_with
-from .trace import Trace
 
 __all__ = [
     "DEFAULT_TIERS_FOR",
@@ -28,6 +33,7 @@ __all__ = [
     "ReadIntent",
     "Step",
     "check_controls",
+    "remembers",
     "run_steps",
 ]
 
@@ -45,7 +51,9 @@ class CallContext:
     """Everything the steps know about one call. Steps read and set its fields.
 
     ``arguments`` are the bound arguments (defaults applied, ``self``/``cls``
-    left out); ``key_extra`` is data a user step adds to the key.
+    left out); ``key_extra`` is data a user step adds to the key. ``trace`` is the
+    call's `llm_middleware.trace.Trace`, set by the decorator once the steps have run
+    (``None`` while they run).
     """
 
     __slots__ = (
@@ -83,11 +91,17 @@ class CallContext:
         self.write = True
         self.skip: str | None = None
         self.skip_error: str | None = None
-        self.trace = Trace(fn)
+        self.trace: Any = None
 
 
 Step = Callable[[CallContext], None]
 """A chain step: reads and sets fields of the context; may raise `SkipCache`."""
+
+
+def remembers(step: Step) -> bool:
+    """Whether ``step`` declares that its outcome depends only on the call's arguments
+    (a true ``remembers`` attribute)."""
+    return getattr(step, "remembers", False) is True
 
 
 def check_controls(ctx: CallContext) -> None:
@@ -99,13 +113,22 @@ def check_controls(ctx: CallContext) -> None:
         ctx.read = False
 
 
+check_controls.remembers = True  # type: ignore[attr-defined]  # decisions kept only outside blocks
+
+
 class ReadIntent:
-    """Set ``ctx.prompt`` to the intent text read from the arguments."""
+    """Set ``ctx.prompt`` to the intent text read from the arguments.
 
-    __slots__ = ("extract",)
+    ``remembers``: whether ``extract`` reads the arguments only (the built-in
+    readers do; a user's callable might read anything)."""
 
-    def __init__(self, extract: Callable[[Mapping[str, Any]], str]) -> None:
+    __slots__ = ("extract", "remembers")
+
+    def __init__(
+        self, extract: Callable[[Mapping[str, Any]], str], *, remembers: bool = False
+    ) -> None:
         self.extract = extract
+        self.remembers = remembers
 
     def __call__(self, ctx: CallContext) -> None:
         ctx.prompt = self.extract(ctx.arguments)
@@ -123,6 +146,11 @@ class ChoosePolicy:
     ) -> None:
         self.classifier = classifier
         self.tiers_for = tiers_for
+
+    @property
+    def remembers(self) -> bool:
+        """`IntentRules` decide alike for alike prompts; a custom classifier may not."""
+        return type(self.classifier) is IntentRules
 
     def __call__(self, ctx: CallContext) -> None:
         forced = current_policy()
@@ -143,21 +171,24 @@ class ChoosePolicy:
 class BuildKey:
     """Set ``ctx.key`` from the function, its keyed arguments and the namespace.
 
-    With ``namespace_required``, a call whose namespace resolves to nothing runs
-    uncached instead of sharing a global entry (fail closed).
+    With ``namespace_required`` (a bool, or a callable asked per call, as the
+    decorator passes the process setting), a call whose namespace resolves to
+    nothing runs uncached instead of sharing a global entry (fail closed).
+    Remembered unless the namespace is a callable of the arguments.
     """
 
-    __slots__ = ("_memo", "ignore", "namespace", "namespace_required")
+    __slots__ = ("_memo", "ignore", "namespace", "namespace_required", "remembers")
 
     def __init__(
         self,
         ignore: Iterable[str] = (),
         namespace: str | Callable[[Mapping[str, Any]], object] | None = None,
-        namespace_required: bool | None = None,
+        namespace_required: bool | Callable[[], bool] = False,
     ) -> None:
         self.ignore = frozenset(ignore)
         self.namespace = namespace
         self.namespace_required = namespace_required
+        self.remembers = not callable(namespace)
         self._memo: KeyMemo | None = None
 
     def __call__(self, ctx: CallContext) -> None:
@@ -170,9 +201,7 @@ class BuildKey:
         ctx.namespace = None if namespace is None or namespace == "" else str(namespace)
         if ctx.namespace is None:
             required = self.namespace_required
-            if required is None:
-                required = config.namespace_required()
-            if required:
+            if required is True or (callable(required) and required()):
                 raise SkipCache("namespace_missing")
         keyed: dict[str, Any] = {k: v for k, v in ctx.arguments.items() if k not in self.ignore}
         hook = getattr(ctx.instance, "__cache_key__", None)
@@ -187,7 +216,6 @@ class BuildKey:
             ctx.key = memo.key(keyed, ctx.namespace)
         except UnkeyableError as exc:
             raise SkipCache("unkeyable_argument") from exc
-        ctx.trace.key = ctx.key
 
 
 def run_steps(steps: Sequence[Step], ctx: CallContext) -> None:

@@ -17,6 +17,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from ._plain import is_plain
+from .bounded import BoundedMemo
+
 __all__ = [
     "ENVELOPE_SCHEMA",
     "Codec",
@@ -98,29 +101,6 @@ class Envelope:
         return self.expires - now
 
 
-_JSON_SCALARS = (str, int, bool, type(None))
-
-
-def _plain_json(value: object, depth: int = 0) -> bool:
-    """Whether ``value`` is JSON data of exactly the built-in types, so that it reads
-    back equal *and of the same type* (an IntEnum would come back an int)."""
-    kind = type(value)
-    if kind in _JSON_SCALARS:
-        return True
-    if kind is float:
-        return math.isfinite(value)  # type: ignore[arg-type]
-    if depth > 500:
-        return False
-    if kind is list:
-        return all(_plain_json(item, depth + 1) for item in value)  # type: ignore[attr-defined]
-    if kind is dict:
-        return all(
-            type(k) is str and _plain_json(v, depth + 1)
-            for k, v in value.items()  # type: ignore[attr-defined]
-        )
-    return False
-
-
 def _finite(value: object) -> float:
     if type(value) not in (int, float):
         raise TypeError("not a number")
@@ -157,7 +137,7 @@ class Codec:
     def __init__(self, result_type: object = None, *, compress_min_bytes: int = 4096) -> None:
         self._model: Any = result_type if _is_model_class(result_type) else None
         self.compress_min_bytes = compress_min_bytes
-        self._memo: dict[bytes, Envelope] = {}
+        self._memo: BoundedMemo[bytes, Envelope] = BoundedMemo(_MEMO_SIZE)
 
     def _dump_value(self, value: Any) -> tuple[str, Any, dict[str, int] | None]:
         if type(value) is str:
@@ -169,7 +149,7 @@ class Codec:
             return "model", value.model_dump(mode="json"), None
         if value is None:
             raise UnsupportedValue("a None result is not cached")
-        if not _plain_json(value):  # tuples, enums, Counter, non-str keys...: not faithful
+        if not is_plain(value):  # tuples, enums, Counter, non-str keys...: not faithful
             raise UnsupportedValue(
                 f"cannot store a {type(value).__qualname__} result: only str, JSON data of "
                 "built-in types and known models read back equal and of the same type"
@@ -219,9 +199,7 @@ class Codec:
             return envelope
         envelope = self._decode(data)
         if type(envelope.value) is str and len(data) <= _MEMO_BYTES:
-            if len(self._memo) >= _MEMO_SIZE:
-                self._memo.clear()
-            self._memo[data] = envelope
+            self._memo.put(data, envelope)
         return envelope
 
     def _decode(self, data: bytes) -> Envelope:
@@ -293,7 +271,7 @@ class Signer:
     def __init__(self, secrets: Sequence[str | bytes] = ()) -> None:
         # (key, entry) pairs already verified: a repeated hit on the same stored bytes
         # skips the MAC (bytes are immutable, so equal bytes verify alike)
-        self._verified: dict[tuple[str, bytes], bytes] = {}
+        self._verified: BoundedMemo[tuple[str, bytes], bytes] = BoundedMemo(_MEMO_SIZE)
         keys = [_as_bytes(secret) for secret in secrets]
         if any(not key for key in keys):
             raise ValueError("an empty secret signs nothing")
@@ -335,7 +313,5 @@ class Signer:
         if not hmac.compare_digest(_mac(secret, key, payload), data[1 + _KID_BYTES : head]):
             raise InvalidEntry("bad_signature")
         if len(data) <= _MEMO_BYTES:
-            if len(self._verified) >= _MEMO_SIZE:
-                self._verified.clear()
-            self._verified[key, data] = payload
+            self._verified.put((key, data), payload)
         return payload

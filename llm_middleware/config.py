@@ -12,7 +12,7 @@ import os
 import threading
 from collections.abc import Sequence
 
-from .backend import Backend
+from .contract import Backend
 from .errors import ConfigurationError
 from .policy import Classifier, IntentRules
 from .registry import backend_from_url

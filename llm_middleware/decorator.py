@@ -22,18 +22,23 @@ from .chain import (
     ReadIntent,
     Step,
     check_controls,
+    remembers,
     run_steps,
 )
 from .codec import Codec
+from .contract import NO_VALUE
+from .control import neutral
 from .errors import DecorationError
 from .flow import FlowOptions, ResultAdapter, Revalidations, StampedeLock, cached_call
+from .hits import answer_inline, inline_tier
 from .keys import SCALARS
+from .memo import DecisionMemo, stand_in
 from .policy import CachePolicy, Classifier, IntentRules
 from .prompt import intent_reader
-from .shortcut import MISSING, Decision, Shortcut
 from .singleflight import AsyncFlights, Flights
 from .stats import CacheStats, Recorders, StatsSnapshot
-from .tiers import FirstRead, MultiLevelCache
+from .tiers import MultiLevelCache
+from .trace import Trace
 
 __all__ = ["cache_by_intent"]
 
@@ -103,10 +108,17 @@ class _CachedFunction:
         self.choose_policy = ChoosePolicy(rules or config.default_rules(), merged_tiers)
         self.steps: tuple[Step, ...] = (
             check_controls,
-            ReadIntent(intent_reader(self.name, self.signature, prompt_arg)),
+            ReadIntent(
+                intent_reader(self.name, self.signature, prompt_arg),
+                remembers=not callable(prompt_arg),
+            ),
             self.choose_policy,
             *steps,
-            BuildKey(ignore, namespace, namespace_required),
+            BuildKey(
+                ignore,
+                namespace,
+                config.namespace_required if namespace_required is None else namespace_required,
+            ),
         )
         self.codec = Codec(_return_type(func))
         self.stats = CacheStats()
@@ -114,27 +126,22 @@ class _CachedFunction:
         self.async_flights: AsyncFlights[Any] = AsyncFlights()
         self.revalidations = Revalidations()
         self._recorders: Recorders | None = None
-        self.shortcut = self._shortcut(prompt_arg, namespace, steps, ignore, adapter)
+        self.on_hit = None if adapter is None else adapter.on_hit
+        # tier 1 answers inline unless an answer may be served stale: that takes the
+        # flow, which starts the refresh
+        self.inline = not stale_ttl
+        self.memo = DecisionMemo() if self._arguments_decide(ignore) else None
 
-    def _shortcut(
-        self,
-        prompt_arg: object,
-        namespace: object,
-        steps: Sequence[Step],
-        ignore: tuple[str, ...],
-        adapter: ResultAdapter | None,
-    ) -> Shortcut:
-        """The short path of hits; it remembers decisions where a call's decision
-        depends only on its arguments, the configuration and the controls."""
-        remembers = not (steps or callable(prompt_arg) or callable(namespace))
-        if self.rules is not None and type(self.rules) is not IntentRules:
-            remembers = False  # a custom classifier may decide differently each time
+    def _arguments_decide(self, ignore: tuple[str, ...]) -> bool:
+        """Whether a call's decision may be remembered by its arguments: the function's
+        defaults are scalars (a mutable default may change between calls) and every
+        step declares it `remembers` (checked again per call: the classifier follows
+        ``configure``)."""
         for name, param in self.signature.parameters.items():
             default = param.default
             if default is not param.empty and name not in ignore and type(default) not in SCALARS:
-                remembers = False  # a mutable default may change between calls
-        on_hit = None if adapter is None else adapter.on_hit
-        return Shortcut(self.name, self.codec, on_hit, remembers=remembers)
+                return False
+        return all(remembers(step) for step in self.steps if step is not self.choose_policy)
 
     def context(
         self, instance: object, args: tuple[Any, ...], kwargs: dict[str, Any]
@@ -165,53 +172,59 @@ class _CachedFunction:
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
         flights: Flights | AsyncFlights[Any],
-        *,
-        may_block: bool,
     ) -> tuple[Any, Flow[Any] | None]:
-        """``(answer, None)`` for a hit answered by the short path, else
-        ``(MISSING, flow)``: the cached call's flow, or ``None`` when the arguments
-        do not fit (the function is then called as is and raises its own TypeError)."""
-        shortcut = self.shortcut
-        first: FirstRead | None = None
-        stand_in = None
-        if instance is None:
-            stand_in = shortcut.stand_in(args, kwargs)
-            decision = shortcut.recall(stand_in)
-            if decision is not None:  # these arguments bound before: the cache may be built
-                cache = self.cache or config.default_cache()
-                recorders = self._recorders
-                if recorders is None or recorders.targets[0] is not cache.recorder:
-                    recorders = self.recorders(cache)
-                answer, first = shortcut.read(cache, decision, recorders, may_block=may_block)
-                if answer is not MISSING:
-                    return answer, None
-                if first is not None and first.data is None and first.error is None:
-                    # absent: the flow reads again after the steps, so an answer stored
-                    # meanwhile by a concurrent identical call is found, not called again
-                    first = None
-        # not remembered (or not answered): the steps decide, then the short path or the flow
+        """``(answer, None)`` for a hit answered inline by tier 1, else
+        ``(NO_VALUE, flow)``: the cached call's flow, or ``None`` when the arguments do
+        not fit (the function is then called as is and raises its own TypeError).
+
+        One sequence for every call: the decision (remembered, or made by the steps),
+        tier 1 answered inline where it can be (`answer_inline`), then the flow."""
+        memo = self.memo
+        arguments = None
+        trace: Trace | None = None  # made once per call: its events share one call_id
+        start = -1  # the tier the flow's lookup starts from; -1: tier 1 not read yet
+        if memo is not None and instance is None and neutral():
+            arguments = stand_in(args, kwargs)
+            if arguments is not None:
+                decision = memo.recall(arguments, config.generation())
+                if decision is not None:  # these arguments were decided before
+                    cache = self.cache or config.default_cache()
+                    trace = Trace(self.name, decision.key, self.recorders(cache))
+                    if self.inline and inline_tier(cache, trace):
+                        started = time.perf_counter() if trace.out.info else 0.0
+                        answer, start = answer_inline(
+                            cache, decision.key, decision.policy, self.codec, trace, started
+                        )
+                        if answer is not NO_VALUE:
+                            return answer if self.on_hit is None else self.on_hit(answer), None
+        # not remembered (or no answer in tier 1): the steps decide, then tier 1 or the flow
         started = time.perf_counter()
         generation = config.generation()
         ctx = self.context(instance, args, kwargs)
         if ctx is None:
-            return MISSING, None
+            return NO_VALUE, None
         cache = self.cache or config.default_cache()
-        recorders = self.recorders(cache)
-        if instance is None and type(self.choose_policy.classifier) is IntentRules:
-            shortcut.remember(stand_in, args, kwargs, ctx, generation)  # rules decide alike
-        if first is None and ctx.read and ctx.key is not None and ctx.policy is not None:
-            decision = Decision(ctx.key, ctx.policy.value)
-            answer, first = shortcut.read(
-                cache, decision, recorders, may_block=may_block, started=started
+        if trace is None:
+            trace = Trace(self.name, ctx.key, self.recorders(cache))
+        ctx.trace = trace
+        decided = ctx.read and ctx.key is not None and ctx.policy is not None
+        if decided and arguments is not None and self.choose_policy.remembers:
+            assert ctx.key is not None and ctx.policy is not None
+            assert memo is not None
+            memo.remember(arguments, args, kwargs, ctx.key, ctx.policy.value, generation)
+        if decided and start < 0 and self.inline and inline_tier(cache, trace):
+            assert ctx.key is not None and ctx.policy is not None
+            answer, start = answer_inline(
+                cache, ctx.key, ctx.policy.value, self.codec, trace, started
             )
-            if answer is not MISSING:
-                return answer, None
-        ctx.trace.stats = recorders
+            if answer is not NO_VALUE:
+                return answer if self.on_hit is None else self.on_hit(answer), None
         call = functools.partial(wrapped, *args, **kwargs)
         flow = cached_call(
-            ctx, cache, self.codec, call, flights, self.revalidations, self.options, first, started
-        )
-        return MISSING, flow
+            ctx, cache, self.codec, call, flights, self.revalidations, self.options, started,
+            max(start, 0),
+        )  # fmt: skip
+        return NO_VALUE, flow
 
     def call(
         self,
@@ -220,8 +233,8 @@ class _CachedFunction:
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
     ) -> Any:
-        answer, flow = self.begin(wrapped, instance, args, kwargs, self.flights, may_block=True)
-        if answer is not MISSING:
+        answer, flow = self.begin(wrapped, instance, args, kwargs, self.flights)
+        if answer is not NO_VALUE:
             return answer
         return wrapped(*args, **kwargs) if flow is None else run_sync(flow)
 
@@ -232,10 +245,8 @@ class _CachedFunction:
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
     ) -> Any:
-        answer, flow = self.begin(
-            wrapped, instance, args, kwargs, self.async_flights, may_block=False
-        )
-        if answer is not MISSING:
+        answer, flow = self.begin(wrapped, instance, args, kwargs, self.async_flights)
+        if answer is not NO_VALUE:
             return answer
         return await (wrapped(*args, **kwargs) if flow is None else run_async(flow))
 

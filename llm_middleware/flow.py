@@ -20,10 +20,10 @@ from typing import Any, Protocol
 from ._io import Call, Flow, Op, run_async, run_sync
 from .chain import DEGRADED, CallContext
 from .codec import Codec, UnsupportedValue
+from .hits import report_hit
 from .singleflight import AsyncFlights, Flights
 from .stampede import StampedeLock, Upstream, leader_flow
-from .tiers import FirstRead, Hit, MultiLevelCache
-from .trace import Trace
+from .tiers import Hit, MultiLevelCache
 
 __all__ = ["Commit", "FlowOptions", "ResultAdapter", "StampedeLock", "cached_call"]
 
@@ -151,12 +151,13 @@ def cached_call(
     flights: Flights | AsyncFlights[Any],
     revalidations: Revalidations,
     options: FlowOptions = FlowOptions(),
-    first: FirstRead | None = None,
     started: float | None = None,
+    start: int = 0,
 ) -> Flow[Any]:
     """The I/O of one call, after the steps decided: lookup → call → store.
-    ``first``: tier 1's answer, when the short path of a hit already read it;
-    ``started``: the call's ``time.perf_counter()`` at its start."""
+    ``started``: the call's ``time.perf_counter()`` at its start; ``start``: the
+    first tier to look up (the tiers above it were looked up already, without an
+    answer: see ``hits.answer_inline``)."""
     trace = ctx.trace
     if started is None:
         started = time.perf_counter()
@@ -170,14 +171,14 @@ def cached_call(
         trace.stats.bypass(ctx.skip)
         value, ms = yield Call(call)
         trace.debug("cache.call", duration_ms=round(ms, 3))
-        _result(trace, "bypass", None, ctx, started, 0.0, 0)
+        trace.result("bypass", None, _policy(ctx), started, 0.0, 0)
         return value
     assert ctx.key is not None and ctx.policy is not None
     shared = adapter is None or adapter.shareable(ctx)
     # a stream is never served stale: its refresh would be a stream nobody reads
     grace = options.stale_ttl if shared else 0.0
     if ctx.read:
-        hit = yield from cache.lookup(ctx.key, codec, trace, grace=grace, first=first)
+        hit = yield from cache.lookup(ctx.key, codec, trace, grace=grace, start=start)
         if hit is not None:
             if hit.stale:
                 yield Revalidate(
@@ -201,8 +202,7 @@ def cached_call(
         value, ms = outcome.value, outcome.ms
         trace.debug("cache.call", duration_ms=round(ms, 3))
         if not leader:  # another caller's in-flight call answered this one
-            trace.stats.hit("inflight", ms, 0)
-            _result(trace, "hit", "inflight", ctx, started, ms, 0)
+            report_hit(trace, "inflight", ctx.policy.value, started, ms, 0)
             return _private(value)
         trace.stats.miss()
         store_now = True
@@ -214,7 +214,7 @@ def cached_call(
             yield from cache.unlock(outcome.lock, trace)
     finally:
         upstream.release()
-    _result(trace, "miss", None, ctx, started, 0.0, 0)
+    trace.result("miss", None, _policy(ctx), started, 0.0, 0)
     return value
 
 
@@ -234,9 +234,9 @@ def _private(value: Any) -> Any:
 
 def _answer_hit(ctx: CallContext, hit: Hit, started: float, adapter: ResultAdapter | None) -> Any:
     env = hit.envelope
-    ctx.trace.stats.hit(hit.tier, env.duration_ms, env.saved_tokens)
-    extra = {"stale": True} if hit.stale else {}
-    _result(ctx.trace, "hit", hit.tier, ctx, started, env.duration_ms, env.saved_tokens, **extra)
+    policy = None if ctx.policy is None else ctx.policy.value
+    report_hit(ctx.trace, hit.tier, policy, started, env.duration_ms, env.saved_tokens,
+               stale=hit.stale)  # fmt: skip
     return env.value if adapter is None else adapter.on_hit(env.value)
 
 
@@ -264,16 +264,5 @@ def store_value(
     yield from cache.store(ctx.key, data, ctx.ttl + stale_ttl, depth, ctx.trace)
 
 
-def _result(
-    trace: Trace,
-    outcome: str,
-    tier: str | None,
-    ctx: CallContext,
-    started: float,
-    saved_ms: float,
-    saved_tokens: int,
-    **extra: Any,
-) -> None:
-    if trace.wants(logging.INFO):
-        policy = None if ctx.policy is None else ctx.policy.value
-        trace.result(outcome, tier, policy, started, saved_ms, saved_tokens, **extra)
+def _policy(ctx: CallContext) -> str | None:
+    return None if ctx.policy is None else ctx.policy.value

@@ -26,6 +26,8 @@ from typing import Any
 
 import orjson
 
+from .bounded import BoundedMemo
+
 __all__ = [
     "KEY_SCHEMA",
     "MEMO_TEXT",
@@ -206,7 +208,7 @@ def namespace_part(namespace: str | None) -> str:
 
 
 SCALARS = frozenset({str, int, float, bool, type(None)})
-"""Argument types whose calls are remembered (keys here, decisions in ``shortcut``)."""
+"""Argument types whose calls are remembered (keys here, decisions in ``memo``)."""
 MEMO_TEXT = 4096
 """Texts longer than this are not remembered: their calls are keyed afresh."""
 _MEMO_SIZE = 4096
@@ -232,7 +234,7 @@ class KeyMemo:
 
     def __init__(self, fn: str) -> None:
         self.fn = fn
-        self._keys: dict[tuple[Any, ...], str] = {}
+        self._keys: BoundedMemo[tuple[Any, ...], str] = BoundedMemo(_MEMO_SIZE)
 
     def key(self, arguments: Mapping[str, Any], namespace: str | None) -> str:
         probe = _probe(arguments, namespace)
@@ -242,9 +244,7 @@ class KeyMemo:
                 return key
         key = make_key(self.fn, arguments, namespace)
         if probe is not None:
-            if len(self._keys) >= _MEMO_SIZE:
-                self._keys.clear()
-            self._keys[probe] = key
+            self._keys.put(probe, key)
         return key
 
 

@@ -285,7 +285,7 @@ def wrap_openai(client: ClientT, **options: Any) -> ClientT:
         return request, transport
 
     reader = {"prompt_arg": "request"}  # its messages' last user text; not a callable,
-    # so a repeated request's decision is remembered (see llm_middleware/shortcut.py)
+    # so a repeated request's decision is remembered (see llm_middleware/memo.py)
     adapter = _StreamAdapter(is_async)
     if is_async:
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import NamedTuple
 
+from .bounded import BoundedMemo
 from .errors import ConfigurationError
 
 if sys.version_info >= (3, 11):
@@ -155,7 +156,7 @@ class IntentRules:
             if not isinstance(rule, Rule):
                 raise ConfigurationError(f"IntentRules takes Rule objects, not {rule!r}")
         self.default_policy = default
-        self._memo: dict[str, Classification] = {}
+        self._memo: BoundedMemo[str, Classification] = BoundedMemo(_MEMO_SIZE)
         self._ttl = dict(POLICY_TTL)
         self._overrides = dict(ttl or {})
         for policy, seconds in self._overrides.items():
@@ -257,9 +258,7 @@ class IntentRules:
             return verdict
         verdict = self._classify(prompt)
         if len(prompt) <= _MEMO_PROMPT_CHARS:
-            if len(self._memo) >= _MEMO_SIZE:
-                self._memo.clear()
-            self._memo[prompt] = verdict
+            self._memo.put(prompt, verdict)
         return verdict
 
     def _classify(self, prompt: str) -> Classification:

@@ -16,7 +16,7 @@ from importlib.metadata import EntryPoint, entry_points
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from .backend import Backend
+from .contract import Backend
 from .errors import BackendLoadError, ConfigurationError
 
 __all__ = ["GROUP", "backend_class", "backend_from_url", "load_backend", "registered_backends"]

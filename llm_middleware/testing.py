@@ -32,7 +32,7 @@ from typing import ClassVar
 
 import pytest
 
-from llm_middleware.backend import AsyncBackend, Backend
+from llm_middleware.contract import AsyncBackend, Backend
 
 __all__ = ["BackendContract", "FakeClock"]
 

@@ -15,14 +15,14 @@ from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 from ._io import Flow, Tier, TierOp, run_async, run_sync
-from .backend import Backend
 from .codec import Codec, Envelope, InvalidEntry, Signer, UnsupportedValue
+from .contract import Backend
 from .errors import ConfigurationError
 from .policy import CachePolicy
 from .stats import CacheStats, Recorders, StatsSnapshot
 from .trace import Trace
 
-__all__ = ["FirstRead", "Hit", "MultiLevelCache"]
+__all__ = ["Hit", "MultiLevelCache"]
 
 SECRET_ENV = "LLM_MIDDLEWARE_SECRET"
 
@@ -44,15 +44,6 @@ class Hit(NamedTuple):
     envelope: Envelope
     tier: str
     stale: bool = False
-
-
-class FirstRead(NamedTuple):
-    """Tier 1's answer for ``key``, read ahead of a lookup by the short path of a hit:
-    the stored bytes, or the error the read raised."""
-
-    key: str
-    data: bytes | None
-    error: Exception | None = None
 
 
 def _error_text(exc: BaseException) -> str:
@@ -107,19 +98,26 @@ class MultiLevelCache:
     def backends(self) -> tuple[Backend, ...]:
         return tuple(t.backend for t in self.tiers)
 
-    # -- the short path of a hit -------------------------------------------------
+    # -- the one rule for an answer ---------------------------------------------
 
-    def fresh(self, key: str, data: bytes | None, codec: Codec) -> Envelope | None:
-        """The envelope in ``data`` (read from tier 1) if it is a valid entry within
-        its lifetime, else ``None`` -- without events or counters: the lookup, handed
-        the read as a `FirstRead`, then decides and reports, without a second read."""
+    def entry(
+        self, key: str, data: bytes | None, codec: Codec, now: float, grace: float = 0.0
+    ) -> Envelope | None:
+        """Whether ``data``, read from a tier under ``key``, answers a call: its envelope
+        when it is a valid entry of the current schema (signature checked) up to
+        ``grace`` seconds past its lifetime at ``now``; ``None`` when absent or expired.
+        Raises `InvalidEntry` for anything else. Every hit, whichever way the call
+        came, passed here: the only place that decides an entry is an answer."""
         if data is None:
             return None
-        try:
-            envelope = codec.decode(self.signer.verify(key, data))
-        except InvalidEntry:
-            return None
-        return envelope if envelope.expires > self.timer() else None
+        envelope = codec.decode(self.signer.verify(key, data))
+        return envelope if envelope.expires + grace > now else None
+
+    def discard(self, tier: Tier, key: str, exc: InvalidEntry, trace: Trace) -> Flow[None]:
+        """What follows an invalid entry found in ``tier``: counted and logged
+        (``cache.error`` with its ``reason``), then deleted."""
+        self.report_error(trace, tier, exc, exc.reason)
+        yield from self._delete_from(tier, key, trace)
 
     # -- flows --------------------------------------------------------------------
 
@@ -131,35 +129,24 @@ class MultiLevelCache:
         *,
         grace: float = 0.0,
         start: int = 0,
-        first: FirstRead | None = None,
     ) -> Flow[Hit | None]:
         """Check the tiers in order (from tier ``start``); promote a lower-tier hit
-        upwards. An entry up to ``grace`` seconds past its lifetime is a stale hit.
-        ``first``: tier 1's answer for ``key``, already read."""
+        upwards. An entry up to ``grace`` seconds past its lifetime is a stale hit."""
         now = self.timer()
         debugging = trace.wants(logging.DEBUG)
-        if first is not None and (first.key != key or start):
-            first = None
         for index, tier in enumerate(self.tiers[start:], start):
             data: bytes | None
             try:
-                if first is not None and index == 0:
-                    if first.error is not None:
-                        raise first.error
-                    data = first.data
-                else:
-                    data = yield TierOp(tier, "get", key)
+                data = yield TierOp(tier, "get", key)
             except Exception as exc:
                 self.report_error(trace, tier, exc, "backend")
                 continue
-            envelope = None
-            if data is not None:
-                try:
-                    envelope = codec.decode(self.signer.verify(key, data))
-                except InvalidEntry as exc:
-                    self.report_error(trace, tier, exc, exc.reason)
-                    yield from self._delete_from(tier, key, trace)
-            if envelope is None or envelope.expires + grace <= now:
+            try:
+                envelope = self.entry(key, data, codec, now, grace)
+            except InvalidEntry as exc:
+                envelope = None
+                yield from self.discard(tier, key, exc, trace)
+            if envelope is None:
                 if debugging:
                     trace.debug("cache.lookup", tier=tier.name, hit=False)
                 continue

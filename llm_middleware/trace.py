@@ -20,20 +20,18 @@ import operator
 import os
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 import structlog
-
-from .stats import Recorders
 
 __all__ = [
     "EVENTS",
     "LOGGER_NAME",
+    "Counters",
     "Output",
     "Trace",
     "current_output",
     "new_call_id",
-    "write_result",
 ]
 
 LOGGER_NAME = "llm_middleware"
@@ -202,7 +200,51 @@ def new_call_id() -> str:
     return f"{_call_prefix}-{next(_call_numbers)}"
 
 
-def write_result(
+class Counters(Protocol):
+    """The counters a call's decisions update (``stats.Recorders`` is one): the trace
+    carries them so that each decision is counted where it is logged."""
+
+    def hit(self, tier: str, saved_ms: float, saved_tokens: int) -> None: ...
+
+    def miss(self) -> None: ...
+
+    def bypass(self, reason: str, *, whole_call: bool = True) -> None: ...
+
+    def error(self, tier: str) -> None: ...
+
+    def store(self) -> None: ...
+
+    def promotion(self) -> None: ...
+
+
+class _Uncounted:
+    """Counters that count nothing: a trace made without any."""
+
+    __slots__ = ()
+
+    def hit(self, tier: str, saved_ms: float, saved_tokens: int) -> None:
+        pass
+
+    def miss(self) -> None:
+        pass
+
+    def bypass(self, reason: str, *, whole_call: bool = True) -> None:
+        pass
+
+    def error(self, tier: str) -> None:
+        pass
+
+    def store(self) -> None:
+        pass
+
+    def promotion(self) -> None:
+        pass
+
+
+_UNCOUNTED = _Uncounted()
+
+
+def _write_result(
     out: Output,
     call_id: str,
     fn: str,
@@ -243,12 +285,12 @@ class Trace:
         self,
         fn: str,
         key: str | None = None,
-        stats: Recorders | None = None,
+        stats: Counters | None = None,
         out: Output | None = None,
     ) -> None:
         self.fn = fn
         self.key = key
-        self.stats = stats if stats is not None else Recorders()
+        self.stats: Counters = stats if stats is not None else _UNCOUNTED
         self._call_id: str | None = None
         self._output = out
 
@@ -257,6 +299,11 @@ class Trace:
         if self._call_id is None:
             self._call_id = new_call_id()
         return self._call_id
+
+    @property
+    def out(self) -> Output:
+        """Where this call's events go, asked once per call."""
+        return self._out()
 
     def _out(self) -> Output:
         """Where this call's events go, asked once per call."""
@@ -294,7 +341,7 @@ class Trace:
         ``time.perf_counter()`` at its start."""
         output = self._out()
         if output.info:
-            write_result(output, self.call_id, self.fn, self.key, outcome, tier, policy,
+            _write_result(output, self.call_id, self.fn, self.key, outcome, tier, policy,
                          started, saved_ms, saved_tokens, **extra)  # fmt: skip
 
     def debug(self, event: str, **fields: Any) -> None:

@@ -19,7 +19,7 @@ from backends.memcached import (
     MemcachedBackend,
     _expire_arg,
 )
-from llm_middleware.backend import Backend
+from llm_middleware.contract import Backend
 from llm_middleware.errors import ConfigurationError
 from llm_middleware.testing import BackendContract
 from tests.memcached_servers import MemcachedServer

@@ -33,7 +33,7 @@ from llm_middleware import (
     cache_by_intent,
     registry,
 )
-from llm_middleware.backend import Backend
+from llm_middleware.contract import Backend
 from llm_middleware.testing import BackendContract
 from tests.outages import SocketCounter, hammer_through_restarts, wait_until_usable
 from tests.redis_servers import RedisServer

@@ -24,7 +24,7 @@ from llm_middleware import (
     cache_by_intent,
     registry,
 )
-from llm_middleware.backend import Backend
+from llm_middleware.contract import Backend
 from llm_middleware.testing import BackendContract, FakeClock
 from tests.second_process import ask_in_a_new_process
 

@@ -1,0 +1,96 @@
+"""The backend contract: what every tier implements, built-in or plugin.
+
+A backend module imports this module and nothing else of the library: the
+protocols it implements (`Backend`, and optionally `AsyncBackend` and
+`AtomicAdd`), the error it raises for bad options (`ConfigurationError`), and the
+typed "no value" sentinel (`NO_VALUE`). ``llm_middleware.testing.BackendContract``
+is the test suite that checks a backend against it.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Literal, Protocol, runtime_checkable
+
+from .errors import ConfigurationError
+
+__all__ = ["NO_VALUE", "AsyncBackend", "AtomicAdd", "Backend", "ConfigurationError", "NoValue"]
+
+
+class NoValue(enum.Enum):
+    """The type of `NO_VALUE`: one member, so ``Literal[NoValue.NO_VALUE]`` (or
+    `NoValueType`) types "no value here" apart from ``None``, which may be a value."""
+
+    NO_VALUE = "NO_VALUE"
+
+    def __repr__(self) -> str:
+        return "NO_VALUE"
+
+    def __bool__(self) -> bool:
+        return False
+
+
+NO_VALUE: Literal[NoValue.NO_VALUE] = NoValue.NO_VALUE
+"""No value: not found, not answered (a lookup that falls through to the next step)."""
+
+NoValueType = Literal[NoValue.NO_VALUE]
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """A byte store with per-entry lifetimes: one tier of a `MultiLevelCache`.
+
+    Keys are printable ASCII without spaces, at most 250 bytes. Values are opaque
+    bytes (an encoded envelope). ``ttl`` is in seconds (a float > 0); a backend
+    with a lifetime cap of its own stores the entry for ``min(ttl, cap)``.
+
+    Optional attributes read by the cache:
+
+    - ``max_value_bytes: int | None`` -- values longer than this are not offered
+      to the tier (the cache logs ``cache.bypass`` with reason ``too_large``).
+    - ``nonblocking: bool`` -- ``True`` when ``get``/``set``/``delete`` never wait
+      on I/O (an in-process store): async code then calls them inline, and an
+      async hit in this tier takes the same short path as a sync one.
+
+    Blocking backends are run in a worker thread from async code; a backend that
+    can do better defines the async twins of `AsyncBackend`. A backend shared
+    between processes that can store a key only when it is absent defines `add`
+    (`AtomicAdd`): cross-process stampede locks are taken with it. Bad constructor
+    options raise `ConfigurationError`.
+    """
+
+    def get(self, key: str) -> bytes | None:
+        """Return the stored bytes, or ``None`` when absent or expired."""
+
+    def set(self, key: str, value: bytes, ttl: float) -> None:
+        """Store ``value`` under ``key`` for ``ttl`` seconds (capped by the tier)."""
+
+    def delete(self, key: str) -> None:
+        """Remove ``key``; no error when it is absent."""
+
+    def close(self) -> None:
+        """Release connections and threads; the backend is not used afterwards."""
+
+
+@runtime_checkable
+class AsyncBackend(Protocol):
+    """The optional async twins; a backend may define them next to the sync methods."""
+
+    async def aget(self, key: str) -> bytes | None: ...
+
+    async def aset(self, key: str, value: bytes, ttl: float) -> None: ...
+
+    async def adelete(self, key: str) -> None: ...
+
+    async def aclose(self) -> None: ...
+
+
+@runtime_checkable
+class AtomicAdd(Protocol):
+    """The optional atomic insert: store only when ``key`` is absent, in one step that
+    no other thread or process can interleave with. A separate protocol (not part of
+    `Backend`), so that plugins without it still pass ``isinstance(b, Backend)``."""
+
+    def add(self, key: str, value: bytes, ttl: float) -> bool:
+        """Store ``value`` for ``ttl`` seconds if ``key`` is absent; ``True`` when
+        stored, ``False`` when another value is there."""
