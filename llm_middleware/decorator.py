@@ -31,11 +31,11 @@ from .control import neutral
 from .errors import DecorationError
 from .flow import FlowOptions, ResultAdapter, Revalidations, StampedeLock, cached_call
 from .hits import answer_inline, inline_tier
-from .keys import SCALARS
-from .memo import DecisionMemo, stand_in
+from .memo import DecisionMemo
 from .policy import CachePolicy, Classifier, IntentRules
 from .prompt import intent_reader
 from .singleflight import AsyncFlights, Flights
+from .standin import SCALARS, stand_in
 from .stats import CacheStats, Recorders, StatsSnapshot
 from .tiers import MultiLevelCache
 from .trace import Trace

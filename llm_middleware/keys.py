@@ -27,11 +27,10 @@ from typing import Any
 import orjson
 
 from .bounded import BoundedMemo
+from .standin import StandIn, stand_in
 
 __all__ = [
     "KEY_SCHEMA",
-    "MEMO_TEXT",
-    "SCALARS",
     "KeyMemo",
     "UnkeyableError",
     "canonical_bytes",
@@ -207,37 +206,23 @@ def namespace_part(namespace: str | None) -> str:
     return "~" + digest.hexdigest()
 
 
-SCALARS = frozenset({str, int, float, bool, type(None)})
-"""Argument types whose calls are remembered (keys here, decisions in ``memo``)."""
-MEMO_TEXT = 4096
-"""Texts longer than this are not remembered: their calls are keyed afresh."""
 _MEMO_SIZE = 4096
-
-
-def _probe(arguments: Mapping[str, Any], namespace: str | None) -> tuple[Any, ...] | None:
-    """A hashable stand-in for the arguments when they are short scalars (types kept,
-    so 1, 1.0 and True stay apart), else ``None``."""
-    parts: list[Any] = [namespace]
-    for name, value in arguments.items():
-        kind = type(value)
-        if kind not in SCALARS or (kind is str and len(value) > MEMO_TEXT):
-            return None
-        parts.append((name, kind, value))
-    return tuple(parts)
 
 
 class KeyMemo:
     """The keys one function's calls already had: a repeated call of short scalar
-    arguments -- the common ``chat(prompt, model)`` -- skips JSON and hashing."""
+    arguments -- the common ``chat(prompt, model)`` -- skips JSON and hashing. Known
+    by the arguments' `stand_in` (scalars only: for data it would cost the key's
+    price again)."""
 
     __slots__ = ("_keys", "fn")
 
     def __init__(self, fn: str) -> None:
         self.fn = fn
-        self._keys: BoundedMemo[tuple[Any, ...], str] = BoundedMemo(_MEMO_SIZE)
+        self._keys: BoundedMemo[StandIn, str] = BoundedMemo(_MEMO_SIZE)
 
     def key(self, arguments: Mapping[str, Any], namespace: str | None) -> str:
-        probe = _probe(arguments, namespace)
+        probe = stand_in((namespace,), arguments, data=False)
         if probe is not None:
             key = self._keys.get(probe)
             if key is not None:

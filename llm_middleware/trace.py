@@ -244,37 +244,6 @@ class _Uncounted:
 _UNCOUNTED = _Uncounted()
 
 
-def _write_result(
-    out: Output,
-    call_id: str,
-    fn: str,
-    key: str | None,
-    outcome: str,
-    tier: str | None,
-    policy: str | None,
-    started: float,
-    saved_ms: float,
-    saved_tokens: int,
-    **extra: Any,
-) -> None:
-    """Write a call's closing ``cache.result`` event to ``out`` (INFO wanted there).
-    Durations are rounded to three decimals (``int(x + 0.5)``: ``round`` costs more)."""
-    fields = {
-        "call_id": call_id,
-        "fn": fn,
-        "key": key,
-        "outcome": outcome,
-        "tier": tier,
-        "policy": policy,
-        "duration_ms": int((time.perf_counter() - started) * 1_000_000.0 + 0.5) / 1000.0,
-        "saved_ms": int(saved_ms * 1000.0 + 0.5) / 1000.0,
-        "saved_tokens": saved_tokens,
-    }
-    if extra:
-        fields.update(extra)
-    out.info_line("cache.result", fields)
-
-
 class Trace:
     """The events of one call: each carries the call's ``call_id``, ``fn`` and ``key``.
     ``stats`` are the counters the call's decisions update."""
@@ -337,12 +306,26 @@ class Trace:
         saved_tokens: int,
         **extra: Any,
     ) -> None:
-        """The closing ``cache.result`` event; ``started`` is the call's
-        ``time.perf_counter()`` at its start."""
+        """The closing ``cache.result`` event, written when INFO is wanted; ``started``
+        is the call's ``time.perf_counter()`` at its start. Durations are rounded to
+        three decimals (``int(x + 0.5)``: ``round`` costs more)."""
         output = self._out()
-        if output.info:
-            _write_result(output, self.call_id, self.fn, self.key, outcome, tier, policy,
-                         started, saved_ms, saved_tokens, **extra)  # fmt: skip
+        if not output.info:
+            return
+        fields = {
+            "call_id": self.call_id,
+            "fn": self.fn,
+            "key": self.key,
+            "outcome": outcome,
+            "tier": tier,
+            "policy": policy,
+            "duration_ms": int((time.perf_counter() - started) * 1_000_000.0 + 0.5) / 1000.0,
+            "saved_ms": int(saved_ms * 1000.0 + 0.5) / 1000.0,
+            "saved_tokens": saved_tokens,
+        }
+        if extra:
+            fields.update(extra)
+        output.info_line("cache.result", fields)
 
     def debug(self, event: str, **fields: Any) -> None:
         self.emit(logging.DEBUG, event, **fields)

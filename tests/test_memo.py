@@ -30,7 +30,7 @@ from llm_middleware import (
     refresh,
     use_policy,
 )
-from llm_middleware.memo import MEMO_DATA
+from llm_middleware.standin import MEMO_DATA
 from llm_middleware.testing import FakeClock
 
 from .conftest import Counter
