@@ -1,5 +1,10 @@
-"""Memcached-tier hit vs a raw pymemcache get of the same stored value, on a memcached this
-run starts itself on a free localhost port (the test suite's `MemcachedServer`)."""
+"""Memcached-tier hit vs pymemcache's pooled `HashClient.get` of the same stored value plus
+the baseline's key, on a memcached this run starts itself on a free localhost port (the test
+suite's `MemcachedServer`).
+
+The reference is the client the memcached backend is built on -- pooled, thread-safe,
+sharding -- with the key any cache must compute: the floor a cache over it can reach. A
+raw single-connection `Client.get` is shown for information."""
 
 from __future__ import annotations
 
@@ -52,25 +57,25 @@ def memcached_hit(ctx: Context) -> list[Row]:
             raw.close()
             hashed.close()
             backend.close()
-    floor = found["raw get"].median_us + found["baseline key"].median_us
-    vs = "raw get + key"
+    floor = found["HashClient get"].median_us + found["baseline key"].median_us
+    vs = "HashClient get + key"
     return [
-        sample_row(SECTION, "raw pymemcache Client.get", found["raw get"]),
+        sample_row(SECTION, "pymemcache HashClient.get (pooled)", found["HashClient get"]),
         sample_row(SECTION, "baseline key (JSON+blake2b)", found["baseline key"]),
-        Row(SECTION, "raw get + baseline key", floor, ratio=1.0, vs=vs),
-        sample_row(
-            SECTION,
-            "pymemcache HashClient.get (pooled)",
-            found["HashClient get"],
-            against=floor,
-            vs=vs,
-        ),
+        Row(SECTION, "pooled HashClient.get + baseline key", floor, ratio=1.0, vs=vs),
         sample_row(
             SECTION,
             "@cache_by_intent, memcached tier",
             found["ours"],
             against=floor,
             vs=vs,
-            target=Target("<=", 1.2),
+            target=Target("<=", 1.1),
+        ),
+        sample_row(
+            SECTION,
+            "raw pymemcache Client.get (one connection, no pool)",
+            found["raw get"],
+            against=floor,
+            vs=vs,
         ),
     ]

@@ -172,6 +172,8 @@ class _CachedFunction:
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
         flights: Flights | AsyncFlights[Any],
+        *,
+        may_block: bool,
     ) -> tuple[Any, Flow[Any] | None]:
         """``(answer, None)`` for a hit answered inline by tier 1, else
         ``(NO_VALUE, flow)``: the cached call's flow, or ``None`` when the arguments do
@@ -190,7 +192,7 @@ class _CachedFunction:
                 if decision is not None:  # these arguments were decided before
                     cache = self.cache or config.default_cache()
                     trace = Trace(self.name, decision.key, self.recorders(cache))
-                    if self.inline and inline_tier(cache, trace):
+                    if self.inline and inline_tier(cache, trace, may_block=may_block):
                         started = time.perf_counter() if trace.out.info else 0.0
                         answer, start = answer_inline(
                             cache, decision.key, decision.policy, self.codec, trace, started
@@ -206,13 +208,16 @@ class _CachedFunction:
         cache = self.cache or config.default_cache()
         if trace is None:
             trace = Trace(self.name, ctx.key, self.recorders(cache))
+        else:
+            trace.key = ctx.key
         ctx.trace = trace
         decided = ctx.read and ctx.key is not None and ctx.policy is not None
         if decided and arguments is not None and self.choose_policy.remembers:
             assert ctx.key is not None and ctx.policy is not None
             assert memo is not None
             memo.remember(arguments, args, kwargs, ctx.key, ctx.policy.value, generation)
-        if decided and start < 0 and self.inline and inline_tier(cache, trace):
+        inline = start < 0 and self.inline and inline_tier(cache, trace, may_block=may_block)
+        if decided and inline:
             assert ctx.key is not None and ctx.policy is not None
             answer, start = answer_inline(
                 cache, ctx.key, ctx.policy.value, self.codec, trace, started
@@ -233,7 +238,7 @@ class _CachedFunction:
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
     ) -> Any:
-        answer, flow = self.begin(wrapped, instance, args, kwargs, self.flights)
+        answer, flow = self.begin(wrapped, instance, args, kwargs, self.flights, may_block=True)
         if answer is not NO_VALUE:
             return answer
         return wrapped(*args, **kwargs) if flow is None else run_sync(flow)
@@ -245,7 +250,9 @@ class _CachedFunction:
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
     ) -> Any:
-        answer, flow = self.begin(wrapped, instance, args, kwargs, self.async_flights)
+        answer, flow = self.begin(
+            wrapped, instance, args, kwargs, self.async_flights, may_block=False
+        )
         if answer is not NO_VALUE:
             return answer
         return await (wrapped(*args, **kwargs) if flow is None else run_async(flow))

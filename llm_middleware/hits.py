@@ -7,9 +7,10 @@ Two functions make a hit, whichever way a call comes:
 - `report_hit` counts it and writes its ``cache.result`` event.
 
 The flow's lookup (``flow``, ``tiers``) uses both for every tier. `answer_inline`
-uses both too, for the one read that a hit of an in-process tier 1 costs: the
-decorator tries it first -- for a remembered decision (``memo``) before the steps,
-otherwise right after them -- and takes the flow only when it finds no answer.
+uses both too, for the one read that a hit in tier 1 costs (in sync code, or an
+in-process tier 1 in async code): the decorator tries it first -- for a remembered
+decision (``memo``) before the steps, otherwise right after them -- and takes the
+flow only when it finds no answer.
 It is the lookup of tier 1, done without the flow's generators: what it read is
 handled as the lookup handles it (a failing read or an invalid entry reported,
 the invalid entry deleted), and the flow that follows looks up from tier 2 -- so
@@ -51,17 +52,17 @@ def report_hit(
         trace.result("hit", tier, policy, started, saved_ms, saved_tokens)
 
 
-def inline_tier(cache: MultiLevelCache, trace: Trace) -> bool:
-    """Whether `answer_inline` may read ``cache``'s tier 1 for this call: an in-process
-    tier (``nonblocking``, read without waiting from sync and async code alike), and
-    no debug events wanted (the flow's lookup writes those)."""
-    return bool(cache.tiers[0].inline) and not trace.out.debug
+def inline_tier(cache: MultiLevelCache, trace: Trace, *, may_block: bool) -> bool:
+    """Whether `answer_inline` may read ``cache``'s tier 1 for this call: in sync code
+    (``may_block``) any tier, in async code an in-process one (``nonblocking``, read
+    without waiting); and no debug events wanted (the flow's lookup writes those)."""
+    return (may_block or cache.tiers[0].inline) and not trace.out.debug
 
 
 def answer_inline(
     cache: MultiLevelCache, key: str, policy: str, codec: Codec, trace: Trace, started: float
 ) -> tuple[Any | NoValueType, int]:
-    """``(answer, 0)``: the answer stored in ``cache``'s in-process tier 1 under ``key``,
+    """``(answer, 0)``: the answer stored in ``cache``'s tier 1 under ``key``,
     reported as a hit; else ``(NO_VALUE, start)``, where ``start`` is the tier the
     flow's lookup starts from: 0 when tier 1 held nothing, else 1 (the read failed,
     or the entry was invalid -- both reported, the entry deleted -- or expired).
@@ -77,7 +78,7 @@ def answer_inline(
     try:
         envelope = cache.entry(key, data, codec, cache.timer())
     except InvalidEntry as exc:
-        run_sync(cache.discard(tier, key, exc, trace))  # in-process: never blocks
+        run_sync(cache.discard(tier, key, exc, trace))  # blocks only where it may
         return NO_VALUE, 1
     if envelope is None:
         return NO_VALUE, 1
