@@ -26,15 +26,13 @@ def memcached_hit(ctx: Context) -> list[Row]:
     try:
         from pymemcache.client.base import Client
         from pymemcache.client.hash import HashClient
-
-        from backends.memcached import MemcachedBackend
     except ImportError as exc:
         return [Row(SECTION, "memcached tier", status=f"skipped: {exc.name} not installed")]
-    from llm_middleware import MultiLevelCache
+    from llm_middleware import MultiLevelCache, load_backend
     from llm_middleware.keys import make_key
 
     with MemcachedServer() as server:
-        backend = MemcachedBackend(servers=[server.address])
+        backend = load_backend("memcached", servers=[server.address])  # by its entry point
         fn = ours(MultiLevelCache([backend], names=["L3"]))
         ctx.tracing.filtered()
         fn(PROMPT)

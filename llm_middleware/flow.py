@@ -14,7 +14,7 @@ import logging
 import threading
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from ._io import Call, Flow, Op, run_async, run_sync
@@ -136,8 +136,11 @@ class ResultAdapter(Protocol):
 
 @dataclass(frozen=True)
 class FlowOptions:
-    """Per-function choices the flow follows."""
+    """What the flow follows for one decorated function: its codec, its running
+    background refreshes, and its options."""
 
+    codec: Codec = field(default_factory=Codec)
+    revalidations: Revalidations = field(default_factory=lambda: Revalidations())
     adapter: ResultAdapter | None = None
     lock: StampedeLock | None = None
     stale_ttl: float = 0.0
@@ -146,11 +149,9 @@ class FlowOptions:
 def cached_call(
     ctx: CallContext,
     cache: MultiLevelCache,
-    codec: Codec,
     call: Callable[[], Any] | Callable[[], Awaitable[Any]],
     flights: Flights | AsyncFlights[Any],
-    revalidations: Revalidations,
-    options: FlowOptions = FlowOptions(),
+    options: FlowOptions,
     started: float | None = None,
     start: int = 0,
 ) -> Flow[Any]:
@@ -159,6 +160,7 @@ def cached_call(
     first tier to look up (the tiers above it were looked up already, without an
     answer: see ``hits.answer_inline``)."""
     trace = ctx.trace
+    codec, revalidations = options.codec, options.revalidations
     if started is None:
         started = time.perf_counter()
     adapter = options.adapter

@@ -22,6 +22,7 @@ from .chain import CallContext
 from .codec import register_type
 from .decorator import decorate
 from .flow import Commit
+from .options import CacheOptions
 
 __all__ = ["wrap_openai"]
 
@@ -284,8 +285,9 @@ def wrap_openai(client: ClientT, **options: Any) -> ClientT:
                 request[name] = value
         return request, transport
 
-    reader = {"prompt_arg": "request"}  # its messages' last user text; not a callable,
-    # so a repeated request's decision is remembered (see llm_middleware/memo.py)
+    # the intent: the request's messages' last user text; read by argument name, not by
+    # a callable, so a repeated request's decision is remembered (llm_middleware/memo.py)
+    settings = CacheOptions.of(prompt_arg="request", ignore=("transport",), **options)
     adapter = _StreamAdapter(is_async)
     if is_async:
 
@@ -293,9 +295,7 @@ def wrap_openai(client: ClientT, **options: Any) -> ClientT:
             return await original(**request, **transport)
 
         _name(acreate)
-        cached_async = decorate(
-            acreate, adapter=adapter, ignore=("transport",), **reader, **options
-        )
+        cached_async = decorate(acreate, adapter=adapter, options=settings)
 
         async def create_async(**kwargs: Any) -> Any:
             if _passes_through(kwargs):
@@ -310,7 +310,7 @@ def wrap_openai(client: ClientT, **options: Any) -> ClientT:
             return original(**request, **transport)
 
         _name(create)
-        cached_sync = decorate(create, adapter=adapter, ignore=("transport",), **reader, **options)
+        cached_sync = decorate(create, adapter=adapter, options=settings)
 
         def create_sync(**kwargs: Any) -> Any:
             if _passes_through(kwargs):

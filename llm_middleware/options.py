@@ -1,0 +1,89 @@
+"""`CacheOptions`: the decorator's options, spelled out once, validated at decoration.
+
+`cache_by_intent`, `decorate` (for integrations) and the per-function state all take
+one frozen `CacheOptions`. Adding an option means a field here (with its check in
+`CacheOptions.__post_init__`), its keyword in the decorator's typed overload (a test
+holds the two equal) and its line in the docs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
+
+from .chain import DEFAULT_TIERS_FOR, Step
+from .errors import DecorationError
+from .policy import CachePolicy, Classifier, IntentRules
+from .stampede import StampedeLock
+from .tiers import MultiLevelCache
+
+__all__ = ["CacheOptions", "Namespace", "PromptArg"]
+
+Namespace = str | Callable[[Mapping[str, Any]], "str | None"]
+PromptArg = str | Callable[[Mapping[str, Any]], str]
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class CacheOptions:
+    """What `cache_by_intent` was told, checked and normalized (see its docstring for
+    what each option does). Misuse raises `DecorationError` at once."""
+
+    cache: MultiLevelCache | None = None
+    rules: IntentRules | Classifier | None = None
+    prompt_arg: PromptArg | None = None
+    ignore: tuple[str, ...] = ()
+    namespace: Namespace | None = None
+    tiers_for: Mapping[CachePolicy, int | None] = dataclasses.field(
+        default_factory=lambda: dict(DEFAULT_TIERS_FOR)
+    )
+    steps: tuple[Step, ...] = ()
+    namespace_required: bool | None = None
+    lock: StampedeLock | None = None
+    stale_ttl: float = 0.0
+
+    @classmethod
+    def of(cls, **options: Any) -> CacheOptions:
+        """Options from the decorator's keywords; an unknown keyword is a
+        `DecorationError` naming the valid ones."""
+        names = [field.name for field in dataclasses.fields(cls)]
+        unknown = sorted(set(options) - set(names))
+        if unknown:
+            raise DecorationError(
+                f"cache_by_intent got unknown option(s) {unknown}; valid: {', '.join(names)}"
+            )
+        return cls(**options)
+
+    def __post_init__(self) -> None:
+        def normalize(name: str, value: object) -> None:
+            object.__setattr__(self, name, value)
+
+        ignore: Iterable[object] | str = self.ignore
+        if isinstance(ignore, str) or not all(isinstance(i, str) for i in ignore):
+            raise DecorationError("ignore= takes a sequence of argument names")
+        normalize("ignore", tuple(ignore))
+        steps: Sequence[object] = tuple(self.steps)
+        for step in steps:
+            if not callable(step):
+                raise DecorationError(f"steps= takes callables, not {step!r}")
+        normalize("steps", steps)
+        merged = {**DEFAULT_TIERS_FOR, **(self.tiers_for or {})}
+        for policy, depth in merged.items():
+            if depth is not None and (not isinstance(depth, int) or depth < 1):
+                raise DecorationError(f"tiers_for[{policy}] must be a positive int or None")
+        normalize("tiers_for", merged)
+        lock: object = self.lock
+        if lock is True:
+            lock = StampedeLock()
+        elif lock is False:
+            lock = None
+        elif lock is not None and not isinstance(lock, StampedeLock):
+            raise DecorationError(f"lock= takes True/False or a StampedeLock, not {lock!r}")
+        normalize("lock", lock)
+        if not (isinstance(self.stale_ttl, (int, float)) and self.stale_ttl >= 0):
+            raise DecorationError(f"stale_ttl must be >= 0 seconds, got {self.stale_ttl!r}")
+        normalize("stale_ttl", float(self.stale_ttl))
+        if self.rules is not None and not (
+            isinstance(self.rules, IntentRules) or callable(self.rules)
+        ):
+            raise DecorationError(f"rules= takes IntentRules or a classifier, not {self.rules!r}")
