@@ -23,12 +23,12 @@ from .chain import (
     remembers,
     run_steps,
 )
-from .codec import Codec
+from .codec import Codec, Envelope
 from .contract import NO_VALUE
 from .control import neutral
 from .errors import DecorationError
 from .flow import FlowOptions, ResultAdapter, Revalidations, cached_call
-from .hits import answer_inline, inline_tier
+from .hits import inline_tier, read_first, report_hit, settle
 from .memo import DecisionMemo
 from .options import CacheOptions
 from .prompt import intent_reader
@@ -36,7 +36,7 @@ from .singleflight import AsyncFlights, Flights
 from .standin import SCALARS, stand_in
 from .stats import CacheStats, Recorders
 from .tiers import MultiLevelCache
-from .trace import Trace
+from .trace import Trace, current_output
 
 __all__ = ["CachedFunction"]
 
@@ -142,12 +142,12 @@ class CachedFunction:
         *,
         may_block: bool,
     ) -> tuple[Any, Flow[Any] | None]:
-        """``(answer, None)`` for a hit answered inline by tier 1, else
+        """``(answer, None)`` for a hit answered by tier 1 read inline, else
         ``(NO_VALUE, flow)``: the cached call's flow, or ``None`` when the arguments do
         not fit (the function is then called as is and raises its own TypeError).
 
         One sequence for every call: the decision (remembered, or made by the steps),
-        tier 1 answered inline where it can be (`answer_inline`), then the flow."""
+        tier 1 answered inline where it can be (`hits.read_first`), then the flow."""
         memo = self.memo
         arguments = None
         trace: Trace | None = None  # made once per call: its events share one call_id
@@ -158,14 +158,28 @@ class CachedFunction:
                 decision = memo.recall(arguments, config.generation())
                 if decision is not None:  # these arguments were decided before
                     cache = self.cache or config.default_cache()
-                    trace = Trace(self.name, decision.key, self.recorders(cache))
-                    if self.inline and inline_tier(cache, trace, may_block=may_block):
-                        started = time.perf_counter() if trace.out.info else 0.0
-                        answer, start = answer_inline(
-                            cache, decision.key, decision.policy, self.codec, trace, started
-                        )
-                        if answer is not NO_VALUE:
-                            return answer if self.on_hit is None else self.on_hit(answer), None
+                    out = current_output()
+                    if self.inline and inline_tier(cache, out, may_block=may_block):
+                        started = time.perf_counter() if out.info else 0.0
+                        key = decision.key
+                        found = read_first(cache, key, self.codec)
+                        recorders = self._recorders
+                        if recorders is None or recorders.targets[0] is not cache.recorder:
+                            recorders = self.recorders(cache)
+                        if type(found) is Envelope:
+                            report_hit(
+                                recorders,
+                                Trace(self.name, key, recorders, out) if out.info else None,
+                                cache.tiers[0].name,
+                                decision.policy,
+                                started,
+                                found.duration_ms,
+                                found.saved_tokens,
+                            )
+                            value = found.value
+                            return value if self.on_hit is None else self.on_hit(value), None
+                        trace = Trace(self.name, key, recorders, out)
+                        start = settle(cache, key, found, trace)  # type: ignore[arg-type]
         # not remembered (or no answer in tier 1): the steps decide, then tier 1 or the flow
         started = time.perf_counter()
         generation = config.generation()
@@ -183,14 +197,16 @@ class CachedFunction:
             assert ctx.key is not None and ctx.policy is not None
             assert memo is not None
             memo.remember(arguments, args, kwargs, ctx.key, ctx.policy.value, generation)
-        inline = start < 0 and self.inline and inline_tier(cache, trace, may_block=may_block)
+        inline = start < 0 and self.inline and inline_tier(cache, trace.out, may_block=may_block)
         if decided and inline:
             assert ctx.key is not None and ctx.policy is not None
-            answer, start = answer_inline(
-                cache, ctx.key, ctx.policy.value, self.codec, trace, started
-            )
-            if answer is not NO_VALUE:
-                return answer if self.on_hit is None else self.on_hit(answer), None
+            found = read_first(cache, ctx.key, self.codec)
+            if type(found) is Envelope:
+                report_hit(trace.stats, trace, cache.tiers[0].name, ctx.policy.value, started,
+                           found.duration_ms, found.saved_tokens)  # fmt: skip
+                value = found.value
+                return value if self.on_hit is None else self.on_hit(value), None
+            start = settle(cache, ctx.key, found, trace)  # type: ignore[arg-type]
         call = functools.partial(wrapped, *args, **kwargs)
         flow = cached_call(ctx, cache, call, flights, self.flow_options, started, max(start, 0))
         return NO_VALUE, flow

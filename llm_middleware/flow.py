@@ -158,7 +158,7 @@ def cached_call(
     """The I/O of one call, after the steps decided: lookup → call → store.
     ``started``: the call's ``time.perf_counter()`` at its start; ``start``: the
     first tier to look up (the tiers above it were looked up already, without an
-    answer: see ``hits.answer_inline``)."""
+    answer: see ``hits.read_first``)."""
     trace = ctx.trace
     codec, revalidations = options.codec, options.revalidations
     if started is None:
@@ -204,7 +204,7 @@ def cached_call(
         value, ms = outcome.value, outcome.ms
         trace.debug("cache.call", duration_ms=round(ms, 3))
         if not leader:  # another caller's in-flight call answered this one
-            report_hit(trace, "inflight", ctx.policy.value, started, ms, 0)
+            report_hit(trace.stats, trace, "inflight", ctx.policy.value, started, ms, 0)
             return _private(value)
         trace.stats.miss()
         store_now = True
@@ -237,8 +237,8 @@ def _private(value: Any) -> Any:
 def _answer_hit(ctx: CallContext, hit: Hit, started: float, adapter: ResultAdapter | None) -> Any:
     env = hit.envelope
     policy = None if ctx.policy is None else ctx.policy.value
-    report_hit(ctx.trace, hit.tier, policy, started, env.duration_ms, env.saved_tokens,
-               stale=hit.stale)  # fmt: skip
+    report_hit(ctx.trace.stats, ctx.trace, hit.tier, policy, started, env.duration_ms,
+               env.saved_tokens, stale=hit.stale)  # fmt: skip
     return env.value if adapter is None else adapter.on_hit(env.value)
 
 

@@ -1,4 +1,4 @@
-"""A hit, reported once: and tier 1 answered inline, before the flow.
+"""A hit, reported once; and tier 1 read inline, before the flow.
 
 Two functions make a hit, whichever way a call comes:
 
@@ -6,34 +6,34 @@ Two functions make a hit, whichever way a call comes:
   answer;
 - `report_hit` counts it and writes its ``cache.result`` event.
 
-The flow's lookup (``flow``, ``tiers``) uses both for every tier. `answer_inline`
-uses both too, for the one read that a hit in tier 1 costs (in sync code, or an
-in-process tier 1 in async code): the decorator tries it first -- for a remembered
-decision (``memo``) before the steps, otherwise right after them -- and takes the
-flow only when it finds no answer.
+The flow's lookup (``flow``, ``tiers``) uses both for every tier. So does the read of
+tier 1 that a hit costs (in sync code any tier 1, in async code an in-process one):
+`read_first` reads and judges it, and the caller (``cached``) reports an answer with
+`report_hit`, or hands what was found to `settle`. The decorator tries it first -- for
+a remembered decision (``memo``) before the steps, otherwise right after them -- and
+takes the flow only when it finds no answer.
+
 It is the lookup of tier 1, done without the flow's generators: what it read is
-handled as the lookup handles it (a failing read or an invalid entry reported,
-the invalid entry deleted), and the flow that follows looks up from tier 2 -- so
-tier 1 is read once per call and an entry decoded at most once. Only an absent
-entry sends the flow back to tier 1: after the steps have run, an answer stored
-meanwhile by a concurrent identical call is then found, not called again.
+handled as the lookup handles it (a failing read or an invalid entry reported, the
+invalid entry deleted), and the flow that follows looks up from tier 2 -- so tier 1
+is read once per call and an entry decoded at most once. Only an absent entry sends
+the flow back to tier 1: after the steps have run, an answer stored meanwhile by a
+concurrent identical call is then found, not called again.
 """
 
 from __future__ import annotations
 
-from typing import Any
-
 from ._io import run_sync
-from .codec import Codec, InvalidEntry
-from .contract import NO_VALUE, NoValueType
+from .codec import Codec, Envelope, InvalidEntry
 from .tiers import MultiLevelCache
-from .trace import Trace
+from .trace import Counters, Output, Trace
 
-__all__ = ["answer_inline", "inline_tier", "report_hit"]
+__all__ = ["inline_tier", "read_first", "report_hit", "settle"]
 
 
 def report_hit(
-    trace: Trace,
+    counters: Counters,
+    trace: Trace | None,
     tier: str,
     policy: str | None,
     started: float,
@@ -42,45 +42,54 @@ def report_hit(
     *,
     stale: bool = False,
 ) -> None:
-    """Count a hit in ``tier`` and write its closing ``cache.result`` event (INFO).
-    ``started``: the call's ``time.perf_counter()`` at its start; ``saved_ms`` and
-    ``saved_tokens``: what the answered call had cost."""
-    trace.stats.hit(tier, saved_ms, saved_tokens)
+    """Count a hit in ``tier`` and write its closing ``cache.result`` event to ``trace``
+    (``None``: no event wanted, so none is built). ``started``: the call's
+    ``time.perf_counter()`` at its start; ``saved_ms`` and ``saved_tokens``: what the
+    answered call had cost."""
+    counters.hit(tier, saved_ms, saved_tokens)
+    if trace is None:
+        return
     if stale:
         trace.result("hit", tier, policy, started, saved_ms, saved_tokens, stale=True)
     else:
         trace.result("hit", tier, policy, started, saved_ms, saved_tokens)
 
 
-def inline_tier(cache: MultiLevelCache, trace: Trace, *, may_block: bool) -> bool:
-    """Whether `answer_inline` may read ``cache``'s tier 1 for this call: in sync code
-    (``may_block``) any tier, in async code an in-process one (``nonblocking``, read
-    without waiting); and no debug events wanted (the flow's lookup writes those)."""
-    return (may_block or cache.tiers[0].inline) and not trace.out.debug
+def inline_tier(cache: MultiLevelCache, out: Output, *, may_block: bool) -> bool:
+    """Whether `read_first` may read ``cache``'s tier 1 for a call whose events go
+    to ``out``: in sync code (``may_block``) any tier, in async code an in-process one
+    (``nonblocking``, read without waiting); and no debug events wanted (the flow's
+    lookup writes those)."""
+    return (may_block or cache.tiers[0].inline) and not out.debug
 
 
-def answer_inline(
-    cache: MultiLevelCache, key: str, policy: str, codec: Codec, trace: Trace, started: float
-) -> tuple[Any | NoValueType, int]:
-    """``(answer, 0)``: the answer stored in ``cache``'s tier 1 under ``key``,
-    reported as a hit; else ``(NO_VALUE, start)``, where ``start`` is the tier the
-    flow's lookup starts from: 0 when tier 1 held nothing, else 1 (the read failed,
-    or the entry was invalid -- both reported, the entry deleted -- or expired).
-    Check `inline_tier` first."""
-    tier = cache.tiers[0]
+def read_first(cache: MultiLevelCache, key: str, codec: Codec) -> Envelope | int | Exception:
+    """Tier 1's answer for ``key``: its `Envelope` when it is one (report it with
+    `report_hit`); else what `settle` needs -- ``0`` when tier 1 holds nothing, ``1``
+    when its entry has expired, or the exception its read raised or the `InvalidEntry`
+    it holds. Check `inline_tier` first."""
     try:
-        data = tier.backend.get(key)
+        data = cache.tiers[0].backend.get(key)
     except Exception as exc:
-        cache.report_error(trace, tier, exc, "backend")
-        return NO_VALUE, 1
+        return exc
     if data is None:
-        return NO_VALUE, 0
+        return 0
     try:
         envelope = cache.entry(key, data, codec, cache.timer())
     except InvalidEntry as exc:
-        run_sync(cache.discard(tier, key, exc, trace))  # blocks only where it may
-        return NO_VALUE, 1
-    if envelope is None:
-        return NO_VALUE, 1
-    report_hit(trace, tier.name, policy, started, envelope.duration_ms, envelope.saved_tokens)
-    return envelope.value, 0
+        return exc
+    return 1 if envelope is None else envelope
+
+
+def settle(cache: MultiLevelCache, key: str, found: int | Exception, trace: Trace) -> int:
+    """Handle what `read_first` found that is not an answer, as the lookup would: a
+    failing read reported, an invalid entry reported and deleted. Returns the tier the
+    flow's lookup starts from: tier 1 again only when it held nothing."""
+    if isinstance(found, int):
+        return found
+    tier = cache.tiers[0]
+    if isinstance(found, InvalidEntry):
+        run_sync(cache.discard(tier, key, found, trace))  # blocks only where it may
+    else:
+        cache.report_error(trace, tier, found, "backend")
+    return 1

@@ -309,7 +309,9 @@ class Trace:
         """The closing ``cache.result`` event, written when INFO is wanted; ``started``
         is the call's ``time.perf_counter()`` at its start. Durations are rounded to
         three decimals (``int(x + 0.5)``: ``round`` costs more)."""
-        output = self._out()
+        output = self._output
+        if output is None:
+            output = self._out()
         if not output.info:
             return
         fields = {
