@@ -47,12 +47,8 @@ def report_hit(
     ``time.perf_counter()`` at its start; ``saved_ms`` and ``saved_tokens``: what the
     answered call had cost."""
     counters.hit(tier, saved_ms, saved_tokens)
-    if trace is None:
-        return
-    if stale:
-        trace.result("hit", tier, policy, started, saved_ms, saved_tokens, stale=True)
-    else:
-        trace.result("hit", tier, policy, started, saved_ms, saved_tokens)
+    if trace is not None:
+        trace.result("hit", tier, policy, started, saved_ms, saved_tokens, stale)
 
 
 def inline_tier(cache: MultiLevelCache, out: Output, *, may_block: bool) -> bool:

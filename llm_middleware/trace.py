@@ -304,18 +304,22 @@ class Trace:
         started: float,
         saved_ms: float,
         saved_tokens: int,
-        **extra: Any,
+        stale: bool = False,
     ) -> None:
         """The closing ``cache.result`` event, written when INFO is wanted; ``started``
-        is the call's ``time.perf_counter()`` at its start. Durations are rounded to
-        three decimals (``int(x + 0.5)``: ``round`` costs more)."""
+        is the call's ``time.perf_counter()`` at its start; ``stale``: a hit served past
+        its lifetime. Durations are rounded to three decimals (``int(x + 0.5)``:
+        ``round`` costs more)."""
         output = self._output
         if output is None:
             output = self._out()
         if not output.info:
             return
+        call_id = self._call_id
+        if call_id is None:
+            call_id = self._call_id = new_call_id()
         fields = {
-            "call_id": self.call_id,
+            "call_id": call_id,
             "fn": self.fn,
             "key": self.key,
             "outcome": outcome,
@@ -325,8 +329,8 @@ class Trace:
             "saved_ms": int(saved_ms * 1000.0 + 0.5) / 1000.0,
             "saved_tokens": saved_tokens,
         }
-        if extra:
-            fields.update(extra)
+        if stale:
+            fields["stale"] = True
         output.info_line("cache.result", fields)
 
     def debug(self, event: str, **fields: Any) -> None:
