@@ -22,7 +22,7 @@ def memcached_hit(ctx: Context) -> list[Row]:
         from pymemcache.client.base import Client
         from pymemcache.client.hash import HashClient
 
-        from backends.memcached import MemcachedBackend
+        from llm_middleware.backends.memcached import MemcachedBackend
     except ImportError as exc:
         return [Row(SECTION, "memcached tier", status=f"skipped: {exc.name} not installed")]
     from llm_middleware import MultiLevelCache

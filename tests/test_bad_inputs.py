@@ -14,7 +14,6 @@ from typing import Any, cast
 import pytest
 from structlog.testing import capture_logs
 
-from backends.memory import MemoryBackend
 from llm_middleware import (
     CachePolicy,
     ConfigurationError,
@@ -27,6 +26,7 @@ from llm_middleware import (
     configure,
     load_backend,
 )
+from llm_middleware.backends.memory import MemoryBackend
 from llm_middleware.config import TIERS_ENV
 
 Events = list[MutableMapping[str, Any]]

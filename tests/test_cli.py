@@ -68,7 +68,7 @@ def test_backends_lists_registered_names() -> None:
     """``backends`` names each registered backend and whether it loads."""
     done = run("backends")
     memory = next(line for line in done.stdout.splitlines() if line.startswith("memory "))
-    assert "backends.memory:MemoryBackend" in memory and memory.endswith("ok")
+    assert "llm_middleware.backends.memory:MemoryBackend" in memory and memory.endswith("ok")
 
 
 def test_stats_of_a_json_log_match_the_in_process_stats(

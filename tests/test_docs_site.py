@@ -58,8 +58,8 @@ def test_site_builds_strict(tmp_path: Path) -> None:
         "llm_middleware.openai.wrap_openai",
         "llm_middleware.testing.BackendContract",
         "llm_middleware.testing.FakeClock",
-        "backends.memory.MemoryBackend",
-        "backends.memcached.MemcachedBackend",
+        "llm_middleware.backends.memory.MemoryBackend",
+        "llm_middleware.backends.memcached.MemcachedBackend",
     ]
     missing = [name for name in documented if f'id="{name}"' not in api]
     assert not missing, f"add these to docs/api.md: {missing}"

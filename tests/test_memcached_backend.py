@@ -13,13 +13,13 @@ pytest.importorskip("pymemcache")
 
 from pymemcache.exceptions import MemcacheError, MemcacheIllegalInputError
 
-from backends.memcached import (
+from llm_middleware.backend import Backend
+from llm_middleware.backends.memcached import (
     DEFAULT_MAX_VALUE_BYTES,
     MAX_RELATIVE_EXPIRY,
     MemcachedBackend,
     _expire_arg,
 )
-from llm_middleware.backend import Backend
 from llm_middleware.errors import ConfigurationError
 from llm_middleware.testing import BackendContract
 from tests.memcached_servers import MemcachedServer

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-from backends.memory import MemoryBackend
 from llm_middleware import (
     ConfigurationError,
     backend_from_url,
@@ -12,6 +11,7 @@ from llm_middleware import (
     configure,
     load_backend,
 )
+from llm_middleware.backends.memory import MemoryBackend
 from llm_middleware.config import default_cache
 
 from .conftest import Counter

@@ -1,0 +1,169 @@
+"""The built distributions, as a user gets them from a package index.
+
+The wheel is installed (not editable) into a fresh virtualenv and used from a working
+directory that holds its own ``backends/`` package, as many web applications do: the
+built-in backends live under ``llm_middleware.backends``, a name only this project owns.
+
+``./scripts/test`` builds the sdist and wheel with ``python -m build`` and passes their
+folder in ``LLM_MIDDLEWARE_DIST``; run alone, this module builds them itself.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tarfile
+import venv
+import zipfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+CACHED_CALL = """
+import json
+from llm_middleware import cache_by_intent
+
+calls = []
+
+@cache_by_intent
+def ask(prompt: str) -> str:
+    calls.append(prompt)
+    return f"answer to {prompt}"
+
+answers = [ask("What is a vector database?"), ask("What is a vector database?")]
+print(json.dumps({"answers": answers, "calls": len(calls), "hits": ask.cache_info()["hits"]}))
+"""
+
+FIND_BACKENDS = """
+import importlib.util, json
+spec = importlib.util.find_spec("backends")
+print(json.dumps(None if spec is None else spec.origin))
+"""
+
+
+@pytest.fixture(scope="module")
+def dist(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The folder holding one sdist and one wheel of this checkout."""
+    given = os.environ.get("LLM_MIDDLEWARE_DIST")
+    if given:
+        return Path(given)
+    out = tmp_path_factory.mktemp("dist")
+    subprocess.run(
+        [sys.executable, "-m", "build", "--no-isolation", "--outdir", str(out), str(ROOT)],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+    return out
+
+
+def _one(dist: Path, pattern: str) -> Path:
+    found = sorted(dist.glob(pattern))
+    assert len(found) == 1, f"expected one {pattern} in {dist}, found {found}"
+    return found[0]
+
+
+def test_the_wheel_holds_only_names_this_project_owns(dist: Path) -> None:
+    """Every file sits under ``llm_middleware/``; entry points name ``llm_middleware.backends``."""
+    with zipfile.ZipFile(_one(dist, "*.whl")) as wheel:
+        names = wheel.namelist()
+        entry_points = wheel.read(
+            next(n for n in names if n.endswith(".dist-info/entry_points.txt"))
+        ).decode()
+    tops = {name.split("/", 1)[0] for name in names}
+    assert {top for top in tops if not top.endswith(".dist-info")} == {"llm_middleware"}
+    for module in ("memory", "memcached", "redis", "sqlite"):
+        assert f"llm_middleware/backends/{module}.py" in names
+    assert "llm_middleware/py.typed" in names
+    assert any(n.endswith(".dist-info/licenses/LICENSE") for n in names), "no licence text"
+    group = entry_points.split("[llm_middleware.backends]", 1)[1].split("[", 1)[0]
+    targets = [line.split("=", 1)[1].strip() for line in group.splitlines() if "=" in line]
+    assert targets and all(t.startswith("llm_middleware.backends.") for t in targets), targets
+
+
+def test_the_sdist_leaves_out_caches_and_virtualenvs(dist: Path) -> None:
+    """The source archive carries the sources, tests and docs, but no local debris."""
+    with tarfile.open(_one(dist, "*.tar.gz")) as sdist:
+        names = [name.split("/", 1)[1] for name in sdist.getnames() if "/" in name]
+    parts = {part for name in names for part in name.split("/")}
+    debris = {".venv", "__pycache__", ".mypy_cache", ".pytest_cache", ".ruff_cache"}
+    debris |= {".hypothesis", ".git", ".benchmarks"}
+    assert not parts & debris, sorted(parts & debris)
+    assert not [name for name in names if name.startswith(("site/", "dist/", "build/"))]
+    assert not [name for name in names if name.endswith((".pyc", ".whl"))]
+    for needed in ("LICENSE", "README.md", "backends/memory.py", "llm_middleware/__init__.py"):
+        assert needed in names, needed
+
+
+@pytest.fixture(scope="module")
+def installed(dist: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A fresh virtualenv with the wheel (and its dependencies) installed, not editable."""
+    env_dir = tmp_path_factory.mktemp("venv")
+    venv.create(env_dir, with_pip=False)  # this environment's pip installs into it: faster
+    python = env_dir / "bin" / "python"
+    pip = [sys.executable, "-m", "pip", "--python", str(python), "--disable-pip-version-check"]
+    subprocess.run(
+        [*pip, "install", "--quiet", str(_one(dist, "*.whl"))],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+    return python
+
+
+@pytest.fixture
+def web_app(tmp_path: Path) -> Path:
+    """A user's project with its own top-level ``backends`` package."""
+    own = tmp_path / "backends"
+    own.mkdir()
+    (own / "__init__.py").write_text('"""The web application\'s own backends."""\n')
+    (own / "memory.py").write_text("raise ImportError('the application module, not ours')\n")
+    return tmp_path
+
+
+def _run(python: Path, cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k not in {"PYTHONPATH", "VIRTUAL_ENV"}}
+    done = subprocess.run(
+        [str(python), *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done
+
+
+def test_the_wheel_works_beside_a_users_own_backends_package(
+    installed: Path, web_app: Path
+) -> None:
+    """The demo, the backends table and a cached call work; the user's package stays theirs."""
+    demo = _run(installed, web_app, "-m", "llm_middleware", "demo", "--latency", "0")
+    assert "9 hits (L1: 7, L2: 2)" in demo.stdout.splitlines()[-1], demo.stdout
+
+    table = _run(installed, web_app, "-m", "llm_middleware", "backends").stdout
+    memory = next(line for line in table.splitlines() if line.startswith("memory "))
+    assert "llm_middleware.backends.memory:MemoryBackend" in memory and memory.endswith("ok")
+
+    call = json.loads(_run(installed, web_app, "-c", CACHED_CALL).stdout)
+    assert call == {
+        "answers": ["answer to What is a vector database?"] * 2,
+        "calls": 1,
+        "hits": {"L1": 1},
+    }
+
+    theirs = json.loads(_run(installed, web_app, "-c", FIND_BACKENDS).stdout)
+    assert theirs == str(web_app / "backends" / "__init__.py")
+
+
+def test_import_backends_finds_nothing_of_ours(installed: Path, tmp_path: Path) -> None:
+    """Installing the wheel adds no top-level ``backends`` package to the environment."""
+    assert json.loads(_run(installed, tmp_path, "-c", FIND_BACKENDS).stdout) is None
+    ours = _run(installed, tmp_path, "-c", "import llm_middleware.backends as b; print(b.__file__)")
+    assert "site-packages" in ours.stdout
