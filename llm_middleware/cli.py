@@ -132,6 +132,13 @@ def _cmd_backends(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_keygen(args: argparse.Namespace) -> int:
+    from .encryption import generate_key
+
+    print(generate_key())
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="llm-middleware", description="Cache LLM calls by intent.")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -156,6 +163,10 @@ def _parser() -> argparse.ArgumentParser:
     stats.set_defaults(run=_cmd_stats)
     backends = commands.add_parser("backends", help="list the registered backends")
     backends.set_defaults(run=_cmd_backends)
+    keygen = commands.add_parser(
+        "keygen", help="print a new encryption key (32 random bytes, base64)"
+    )
+    keygen.set_defaults(run=_cmd_keygen)
     return parser
 
 

@@ -17,6 +17,7 @@ from typing import Any, NamedTuple
 from ._io import Flow, Tier, TierOp, run_async, run_sync
 from .backend import Backend
 from .codec import Codec, Envelope, InvalidEntry, Signer, UnsupportedValue
+from .encryption import EncryptionKeys, Opened, Sealer, is_sealed, parse_keys
 from .errors import ConfigurationError
 from .policy import CachePolicy
 from .stats import CacheStats, Recorders, StatsSnapshot
@@ -55,6 +56,12 @@ class FirstRead(NamedTuple):
     error: Exception | None = None
 
 
+def _shared(backend: Backend) -> bool:
+    """Whether a tier is reachable from outside this process (encrypted when the cache
+    has a key): the backend's ``shared`` attribute, true when it does not say."""
+    return getattr(backend, "shared", True) is not False
+
+
 def _error_text(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
@@ -67,7 +74,9 @@ class MultiLevelCache:
     and stats (``L1``, ``L2``, ... by default). ``secret`` (or the environment
     variable ``LLM_MIDDLEWARE_SECRET``) signs every stored entry with HMAC-SHA256:
     a list of accepted secrets, newest first, the first one signing; an entry
-    that fails verification is a miss, deleted, and logged.
+    that fails verification is a miss, deleted, and logged. ``encryption_key`` (or
+    ``LLM_MIDDLEWARE_ENCRYPTION_KEY``): base64 keys, newest first, that encrypt every
+    entry written to a shared tier (see ``llm_middleware.encryption``).
     """
 
     def __init__(
@@ -77,6 +86,7 @@ class MultiLevelCache:
         names: Sequence[str] | None = None,
         timer: Callable[[], float] = time.time,
         secret: str | bytes | Sequence[str | bytes] | None = None,
+        encryption_key: EncryptionKeys | None = None,
     ) -> None:
         if not tiers:
             raise ConfigurationError("MultiLevelCache needs at least one tier")
@@ -96,6 +106,9 @@ class MultiLevelCache:
             self.signer = Signer(_secrets(secret))
         except ValueError as exc:
             raise ConfigurationError(str(exc)) from exc
+        self.sealer = Sealer(parse_keys(encryption_key))
+        # by tier index: whether entries written there are sealed
+        self._sealed = tuple(self.sealer.enabled and _shared(t.backend) for t in self.tiers)
         self._stats = CacheStats()
         self.recorder = self._stats  # the counters this cache's calls update
 
@@ -109,6 +122,13 @@ class MultiLevelCache:
 
     # -- the short path of a hit -------------------------------------------------
 
+    def _open(self, index: int, key: str, data: bytes) -> Opened:
+        """The codec's bytes in ``data``, read from tier ``index``: decrypted where the
+        tier is sealed (or the entry is), else with its signature checked."""
+        if self._sealed[index] or (self.sealer.enabled and is_sealed(data)):
+            return self.sealer.open(key, data)
+        return Opened(self.signer.verify(key, data), False)
+
     def fresh(self, key: str, data: bytes | None, codec: Codec) -> Envelope | None:
         """The envelope in ``data`` (read from tier 1) if it is a valid entry within
         its lifetime, else ``None`` -- without events or counters: the lookup, handed
@@ -116,8 +136,11 @@ class MultiLevelCache:
         if data is None:
             return None
         try:
-            envelope = codec.decode(self.signer.verify(key, data))
+            payload, stale_key = self._open(0, key, data)
+            envelope = codec.decode(payload)
         except InvalidEntry:
+            return None
+        if stale_key:  # the lookup seals it again under the newest key
             return None
         return envelope if envelope.expires > self.timer() else None
 
@@ -153,9 +176,11 @@ class MultiLevelCache:
                 self.report_error(trace, tier, exc, "backend")
                 continue
             envelope = None
+            payload, stale_key = b"", False
             if data is not None:
                 try:
-                    envelope = codec.decode(self.signer.verify(key, data))
+                    payload, stale_key = self._open(index, key, data)
+                    envelope = codec.decode(payload)
                 except InvalidEntry as exc:
                     self.report_error(trace, tier, exc, exc.reason)
                     yield from self._delete_from(tier, key, trace)
@@ -168,32 +193,50 @@ class MultiLevelCache:
                 trace.debug(
                     "cache.lookup", tier=tier.name, hit=True, **({"stale": True} if stale else {})
                 )
+            remaining = envelope.expires + grace - now
+            if stale_key:  # sealed under an older key: once more under the newest
+                yield from self._write((tier,), key, payload, remaining, trace)
             if index and data is not None:
-                remaining = envelope.expires + grace - now
-                yield from self._promote(key, data, remaining, index, trace)
+                plain = None if is_sealed(data) else data
+                yield from self._promote(key, payload, remaining, index, trace, plain)
             return Hit(envelope, tier.name, stale)
         return None
 
-    def _promote(self, key: str, data: bytes, ttl: float, index: int, trace: Trace) -> Flow[None]:
-        to_tiers = yield from self._write(self.tiers[:index], key, data, ttl, trace)
+    def _promote(
+        self, key: str, payload: bytes, ttl: float, index: int, trace: Trace, plain: bytes | None
+    ) -> Flow[None]:
+        to_tiers = yield from self._write(self.tiers[:index], key, payload, ttl, trace, plain)
         if to_tiers:
             trace.stats.promotion()
             trace.debug("cache.promote", from_tier=self.tiers[index].name, to_tiers=to_tiers)
 
     def store(self, key: str, data: bytes, ttl: float, depth: int, trace: Trace) -> Flow[None]:
-        """Write ``data`` (signed when the cache has a secret) to the first ``depth``
-        tiers for ``ttl`` seconds."""
-        data = self.signer.sign(key, data)
+        """Write ``data`` (the codec's bytes) to the first ``depth`` tiers for ``ttl``
+        seconds: encrypted in shared tiers when the cache has a key, else signed when it
+        has a secret."""
         stored = yield from self._write(self.tiers[:depth], key, data, ttl, trace)
         if stored:
             trace.stats.store()
         trace.debug("cache.store", tiers=stored, ttl=ttl)
 
     def _write(
-        self, tiers: Sequence[Tier], key: str, data: bytes, ttl: float, trace: Trace
+        self,
+        tiers: Sequence[Tier],
+        key: str,
+        payload: bytes,
+        ttl: float,
+        trace: Trace,
+        plain: bytes | None = None,
     ) -> Flow[list[str]]:
+        """Write the codec's bytes ``payload`` to ``tiers``: sealed for a sealed tier,
+        else signed (``plain``: that signed form, when the caller has it)."""
         written = []
+        sealed = None
         for tier in tiers:
+            if self._sealed[tier.index]:
+                data = sealed = sealed or self.sealer.seal(key, payload)
+            else:
+                data = plain = plain or self.signer.sign(key, payload)
             if tier.max_value_bytes is not None and len(data) > tier.max_value_bytes:
                 trace.stats.bypass("too_large", whole_call=False)
                 trace.warning(
