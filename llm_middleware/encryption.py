@@ -44,6 +44,8 @@ _NONCE_BYTES = 12
 _TAG_BYTES = 16
 _HEAD = 1 + _KID_BYTES + _NONCE_BYTES
 _KID_LABEL = b"llm-middleware encryption key id\0"
+_MEMO_SIZE = 256
+_MEMO_BYTES = 64 * 1024
 
 EncryptionKeys = str | bytes | Sequence[str | bytes]
 """What ``encryption_key=`` takes: one base64 key, a comma-separated list of them, raw
@@ -149,9 +151,12 @@ class Sealer:
     With no keys it is disabled: `seal` and `open` are then never called by the cache.
     """
 
-    __slots__ = ("_ciphers", "_invalid", "_newest")
+    __slots__ = ("_ciphers", "_invalid", "_newest", "_opened")
 
     def __init__(self, keys: Sequence[bytes] = ()) -> None:
+        # (cache key, entry) pairs already opened: a repeated hit on the same stored bytes
+        # skips the cipher (equal bytes under the same keys open alike)
+        self._opened: dict[tuple[str, bytes], Opened] = {}
         self._ciphers: dict[bytes, AESGCM] = {}
         for key in keys:
             kid = key_id(key)
@@ -178,6 +183,9 @@ class Sealer:
         """The payload sealed in ``data`` for ``key``; `InvalidEntry` when ``data`` is not
         sealed (``unencrypted``), names a key not listed (``unknown_key``), or does not
         decrypt: changed, truncated, or sealed for another cache key (``decrypt_failed``)."""
+        opened = self._opened.get((key, data))
+        if opened is not None:
+            return opened
         if not is_sealed(data):
             raise InvalidEntry("unencrypted")
         if len(data) < _HEAD + _TAG_BYTES:
@@ -192,4 +200,9 @@ class Sealer:
             )
         except self._invalid as exc:
             raise InvalidEntry("decrypt_failed") from exc
-        return Opened(payload, kid != self._newest)
+        opened = Opened(payload, kid != self._newest)
+        if len(data) <= _MEMO_BYTES:
+            if len(self._opened) >= _MEMO_SIZE:
+                self._opened.clear()
+            self._opened[key, data] = opened
+        return opened

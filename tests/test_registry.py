@@ -37,7 +37,10 @@ def test_unknown_backend_lists_the_registered_names() -> None:
 @pytest.mark.parametrize(
     ("url", "message"),
     [
-        ("memory://?maxsize=100&tll=300", "no option 'tll'; valid options: maxsize, shared, timer, ttl"),
+        (
+            "memory://?maxsize=100&tll=300",
+            "no option 'tll'; valid options: maxsize, shared, timer, ttl",
+        ),
         ("memory://?maxsize=many", "maxsize='many' is not a int"),
         ("memory://somewhere?maxsize=1", "takes no location"),
         ("memory:/?x", "not a backend URL"),
