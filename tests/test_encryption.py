@@ -8,6 +8,8 @@ import socket
 import urllib.parse
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from structlog.testing import capture_logs
 
 from backends.memory import MemoryBackend
@@ -158,6 +160,41 @@ def test_changed_byte_and_plain_entry_are_misses(clock: FakeClock) -> None:
         assert sealed("Explain it") == confidential("Explain it")
     assert errors(events) + errors(more) == ["unencrypted", "decrypt_failed"]
     assert len(calls) == 3
+
+
+def mutations(original: bytes) -> st.SearchStrategy[bytes]:
+    """Random bytes, a cut, appended bytes, or flipped bits of ``original``."""
+    flip = st.tuples(st.integers(0, len(original) - 1), st.integers(1, 255)).map(
+        lambda f: original[: f[0]] + bytes([original[f[0]] ^ f[1]]) + original[f[0] + 1 :]
+    )
+    return st.one_of(
+        st.binary(max_size=200).map(lambda b: b"e" + b),
+        st.integers(0, len(original) - 1).map(lambda n: original[:n]),
+        st.binary(min_size=1, max_size=50).map(lambda b: original + b),
+        flip,
+    )
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.data())
+def test_any_change_to_a_sealed_entry_is_a_miss(data: st.DataObject) -> None:
+    """No change to a sealed entry survives: it is refused before it is decoded."""
+    clock = FakeClock(1_000_000.0)
+    shared = MemoryBackend(timer=clock, shared=True)
+    calls: list[str] = []
+
+    @cache_by_intent(cache=MultiLevelCache([shared], timer=clock, encryption_key=NEW))
+    def chat(prompt: str) -> str:
+        calls.append(prompt)
+        return f"{confidential(prompt)} #{len(calls)}"
+
+    key = stored_key(chat, "Explain tampering")
+    original = shared.get(key) or b""
+    mutated = data.draw(mutations(original).filter(lambda m: m != original))
+    shared.set(key, mutated, 60)
+    with capture_logs() as events:
+        assert chat("Explain tampering").endswith("#2")
+    assert errors(events) in (["decrypt_failed"], ["unknown_key"], ["unencrypted"])
 
 
 def test_rotation(clock: FakeClock) -> None:
