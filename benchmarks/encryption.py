@@ -34,7 +34,7 @@ def encryption(ctx: Context) -> list[Row]:
     try:
         import cryptography  # noqa: F401
 
-        from backends.memcached import MemcachedBackend
+        from llm_middleware.backends.memcached import MemcachedBackend
     except ImportError as exc:
         return [Row(SECTION, "encryption", status=f"skipped: {exc.name} not installed")]
     from llm_middleware import MultiLevelCache

@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from structlog.testing import capture_logs
 
-from backends.memory import MemoryBackend
+from llm_middleware.backends.memory import MemoryBackend
 from llm_middleware import ConfigurationError, MultiLevelCache, cache_by_intent, configure
 from llm_middleware.cli import main
 from llm_middleware.encryption import ENCRYPTION_KEY_ENV, generate_key, key_id
@@ -80,7 +80,7 @@ def memcached_dump(server: MemcachedServer) -> dict[str, bytes]:
 
 def test_memcached_holds_no_plaintext(memcached_server: MemcachedServer) -> None:
     """Every byte a real memcached keeps is ciphertext; the in-process tier stays plain."""
-    from backends.memcached import MemcachedBackend
+    from llm_middleware.backends.memcached import MemcachedBackend
 
     memory = MemoryBackend()
     cache = MultiLevelCache(
@@ -104,7 +104,7 @@ def test_memcached_holds_no_plaintext(memcached_server: MemcachedServer) -> None
 
 def test_redis_holds_no_plaintext(redis_server: RedisServer) -> None:
     """Every value a real Redis keeps is ciphertext, and reads back as the answer."""
-    from backends.redis import RedisBackend
+    from llm_middleware.backends.redis import RedisBackend
 
     cache = MultiLevelCache([RedisBackend(url=redis_server.url)], encryption_key=NEW)
     chat = cache_by_intent(cache=cache)(confidential)
@@ -231,7 +231,7 @@ def test_rotation_across_processes(
 ) -> None:
     """Processes configured by ``LLM_MIDDLEWARE_ENCRYPTION_KEY`` share encrypted answers
     while their lists overlap; a process without the writer's key asks again."""
-    from backends.memcached import MemcachedBackend
+    from llm_middleware.backends.memcached import MemcachedBackend
 
     def ask(keys: str) -> dict[str, object]:
         monkeypatch.setenv(ENCRYPTION_KEY_ENV, keys)
