@@ -12,8 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from structlog.testing import capture_logs
 
-from llm_middleware.backends.memory import MemoryBackend
 from llm_middleware import ConfigurationError, MultiLevelCache, cache_by_intent, configure
+from llm_middleware.backends.memory import MemoryBackend
 from llm_middleware.cli import main
 from llm_middleware.encryption import ENCRYPTION_KEY_ENV, generate_key, key_id
 from llm_middleware.testing import FakeClock
