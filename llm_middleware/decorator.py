@@ -109,7 +109,7 @@ class _CachedFunction:
             BuildKey(ignore, namespace, namespace_required),
         )
         self.codec = Codec(_return_type(func))
-        self.stats = CacheStats()
+        self.stats = CacheStats(self.name)
         self.flights = Flights()
         self.async_flights: AsyncFlights[Any] = AsyncFlights()
         self.revalidations = Revalidations()

@@ -167,7 +167,7 @@ def cached_call(
         level = logging.WARNING if ctx.skip in DEGRADED else logging.INFO
         detail = {"error": ctx.skip_error} if ctx.skip_error else {}
         trace.emit(level, "cache.bypass", reason=ctx.skip, **detail)
-        trace.stats.bypass(ctx.skip)
+        trace.stats.bypass(ctx.skip, policy=None if ctx.policy is None else ctx.policy.value)
         value, ms = yield Call(call)
         trace.debug("cache.call", duration_ms=round(ms, 3))
         _result(trace, "bypass", None, ctx, started, 0.0, 0)
@@ -201,10 +201,10 @@ def cached_call(
         value, ms = outcome.value, outcome.ms
         trace.debug("cache.call", duration_ms=round(ms, 3))
         if not leader:  # another caller's in-flight call answered this one
-            trace.stats.hit("inflight", ms, 0)
+            trace.stats.hit("inflight", ms, 0, ctx.policy.value)
             _result(trace, "hit", "inflight", ctx, started, ms, 0)
             return _private(value)
-        trace.stats.miss()
+        trace.stats.miss(ctx.policy.value)
         store_now = True
         if adapter is not None:
             value, store_now = adapter.on_miss(value, Commit(ctx, cache, codec))
@@ -234,7 +234,8 @@ def _private(value: Any) -> Any:
 
 def _answer_hit(ctx: CallContext, hit: Hit, started: float, adapter: ResultAdapter | None) -> Any:
     env = hit.envelope
-    ctx.trace.stats.hit(hit.tier, env.duration_ms, env.saved_tokens)
+    policy = None if ctx.policy is None else ctx.policy.value
+    ctx.trace.stats.hit(hit.tier, env.duration_ms, env.saved_tokens, policy)
     extra = {"stale": True} if hit.stale else {}
     _result(ctx.trace, "hit", hit.tier, ctx, started, env.duration_ms, env.saved_tokens, **extra)
     return env.value if adapter is None else adapter.on_hit(env.value)

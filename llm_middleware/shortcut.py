@@ -234,7 +234,7 @@ class Shortcut:
         if envelope is None:
             return MISSING, FirstRead(key, data)
         saved_ms, saved_tokens = envelope.duration_ms, envelope.saved_tokens
-        recorders.hit(tier.name, saved_ms, saved_tokens)
+        recorders.hit(tier.name, saved_ms, saved_tokens, decision.policy)
         if out.info:
             write_result(
                 out,
