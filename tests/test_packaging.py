@@ -10,8 +10,10 @@ folder in ``LLM_MIDDLEWARE_DIST``; run alone, this module builds them itself.
 
 from __future__ import annotations
 
+import email
 import json
 import os
+import re
 import subprocess
 import sys
 import tarfile
@@ -24,6 +26,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 
 CACHED_CALL = """
+import email
 import json
 from llm_middleware import cache_by_intent
 
@@ -167,3 +170,30 @@ def test_import_backends_finds_nothing_of_ours(installed: Path, tmp_path: Path) 
     assert json.loads(_run(installed, tmp_path, "-c", FIND_BACKENDS).stdout) is None
     ours = _run(installed, tmp_path, "-c", "import llm_middleware.backends as b; print(b.__file__)")
     assert "site-packages" in ours.stdout
+
+
+def test_the_metadata_describes_the_package_for_an_index(dist: Path) -> None:
+    """Licence, classifiers, keywords and a README that reads well off the repository."""
+    with zipfile.ZipFile(_one(dist, "*.whl")) as wheel:
+        raw = wheel.read(next(n for n in wheel.namelist() if n.endswith(".dist-info/METADATA")))
+    metadata = email.message_from_bytes(raw)
+    assert metadata["License-Expression"] == "MIT"
+    assert metadata.get_all("License-File") == ["LICENSE"]
+    classifiers = metadata.get_all("Classifier") or []
+    for version in ("3.10", "3.11", "3.12", "3.13"):
+        assert f"Programming Language :: Python :: {version}" in classifiers
+    assert "Typing :: Typed" in classifiers
+    assert any(c.startswith("Development Status :: ") for c in classifiers)
+    assert any(c.startswith("Topic :: ") for c in classifiers)
+    assert "cache" in (metadata["Keywords"] or "").split(",")
+    for backend in ("memcached", "Redis", "Redis Cluster", "SQLite"):
+        assert backend in metadata["Summary"], backend
+
+    readme = metadata.get_payload()
+    assert metadata["Description-Content-Type"] == "text/markdown"
+    assert 'pip install "llm-middleware[memcached,openai]"' in readme
+    assert 'pip install -e ".[memcached,openai]"' in readme  # beside the from-source line
+    # On an index the README stands alone: a link to a repository file would break there.
+    targets = re.findall(r"\]\(([^)\s]+)", readme) + re.findall(r"<a\s[^>]*href=\"([^\"]+)", readme)
+    relative = [t for t in targets if not t.startswith(("https://", "http://", "#", "mailto:"))]
+    assert not relative, f"links that break on a package index: {relative}"
