@@ -9,9 +9,9 @@ import sys
 from collections.abc import Sequence
 from typing import IO, TYPE_CHECKING
 
+from . import __version__
 from .errors import LLMMiddlewareError
 from .policy import IntentRules
-from .registry import backend_class, registered_backends
 
 if TYPE_CHECKING:
     from .logstats import LogSummary
@@ -121,14 +121,10 @@ def _watch_stats(args: argparse.Namespace) -> int:
 
 
 def _cmd_backends(args: argparse.Namespace) -> int:
-    for name, entry in sorted(registered_backends(refresh=True).items()):
-        source = entry.dist.name if entry.dist is not None else "?"
-        try:
-            backend_class(name)
-            status = "ok"
-        except LLMMiddlewareError as exc:
-            status = f"fails to load: {exc.__cause__ or exc}"
-        print(f"{name:<12} {entry.value:<40} from {source:<24} {status}")
+    from .backend_listing import backend_rows, render_table
+
+    for line in render_table(backend_rows()):
+        print(line)
     return 0
 
 
@@ -141,6 +137,7 @@ def _cmd_keygen(args: argparse.Namespace) -> int:
 
 def _parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="llm-middleware", description="Cache LLM calls by intent.")
+    parser.add_argument("--version", action="version", version=f"llm-middleware {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     demo = commands.add_parser("demo", help="run an offline demo workload through the cache")
     demo.add_argument("--latency", type=float, default=0.2, help="simulated LLM seconds per call")
@@ -170,8 +167,7 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; returns the exit status."""
+def _run(argv: Sequence[str] | None) -> int:
     args = _parser().parse_args(argv)
     try:
         return int(args.run(args))
@@ -180,3 +176,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     except LLMMiddlewareError as exc:
         print(f"llm-middleware: error: {exc}", file=sys.stderr)
         return 1
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status.
+
+    A reader that stops early (``llm-middleware stats log | head -1``) ends the command
+    quietly with status 141, as a shell tool stopped by ``SIGPIPE`` would.
+    """
+    try:
+        try:
+            return _run(argv)
+        finally:
+            sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's exit
+    except BrokenPipeError:
+        # Point stdout at /dev/null so the interpreter's own final flush stays silent too.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141

@@ -153,6 +153,11 @@ def test_the_wheel_works_beside_a_users_own_backends_package(
     table = _run(installed, web_app, "-m", "llm_middleware", "backends").stdout
     memory = next(line for line in table.splitlines() if line.startswith("memory "))
     assert "llm_middleware.backends.memory:MemoryBackend" in memory and memory.endswith("ok")
+    # installed without extras: the table says which one brings the missing client
+    memcached = next(line for line in table.splitlines() if line.startswith("memcached "))
+    assert memcached.endswith(
+        "fails to load: No module named 'pymemcache' (pip install \"llm-middleware[memcached]\")"
+    )
 
     call = json.loads(_run(installed, web_app, "-c", CACHED_CALL).stdout)
     assert call == {
