@@ -102,19 +102,21 @@ def test_the_sdist_leaves_out_caches_and_virtualenvs(dist: Path) -> None:
         assert needed in names, needed
 
 
+def _pip_install(python: Path, requirement: str) -> None:
+    """Install into the environment of ``python`` with this environment's pip."""
+    pip = [sys.executable, "-m", "pip", "--python", str(python), "--disable-pip-version-check"]
+    subprocess.run(
+        [*pip, "install", "--quiet", requirement], check=True, capture_output=True, timeout=300
+    )
+
+
 @pytest.fixture(scope="module")
 def installed(dist: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A fresh virtualenv with the wheel (and its dependencies) installed, not editable."""
     env_dir = tmp_path_factory.mktemp("venv")
     venv.create(env_dir, with_pip=False)  # this environment's pip installs into it: faster
     python = env_dir / "bin" / "python"
-    pip = [sys.executable, "-m", "pip", "--python", str(python), "--disable-pip-version-check"]
-    subprocess.run(
-        [*pip, "install", "--quiet", str(_one(dist, "*.whl"))],
-        check=True,
-        capture_output=True,
-        timeout=300,
-    )
+    _pip_install(python, str(_one(dist, "*.whl")))
     return python
 
 
@@ -202,3 +204,17 @@ def test_the_metadata_describes_the_package_for_an_index(dist: Path) -> None:
     targets = re.findall(r"\]\(([^)\s]+)", readme) + re.findall(r"<a\s[^>]*href=\"([^\"]+)", readme)
     relative = [t for t in targets if not t.startswith(("https://", "http://", "#", "mailto:"))]
     assert not relative, f"links that break on a package index: {relative}"
+
+
+def test_the_testing_kit_names_its_extra(installed: Path, dist: Path, tmp_path: Path) -> None:
+    """Without pytest the kit says which extra to install; with that extra it imports."""
+    env = {k: v for k, v in os.environ.items() if k not in {"PYTHONPATH", "VIRTUAL_ENV"}}
+    kit = [str(installed), "-c", "import llm_middleware.testing"]
+    bare = subprocess.run(kit, cwd=tmp_path, env=env, capture_output=True, text=True, check=False)
+    assert bare.returncode == 1
+    assert bare.stderr.strip().splitlines()[-1] == (
+        "ModuleNotFoundError: llm_middleware.testing needs pytest, which the 'testing' extra"
+        ' installs: pip install "llm-middleware[testing]"'
+    )
+    _pip_install(installed, f"llm-middleware[testing] @ {_one(dist, '*.whl').as_uri()}")
+    _run(installed, tmp_path, "-c", "from llm_middleware.testing import BackendContract")
