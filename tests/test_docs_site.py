@@ -23,7 +23,12 @@ import llm_middleware.backends
 
 ROOT = Path(__file__).resolve().parent.parent
 # Modules users import beside the package root: every name in their __all__ is documented.
-PUBLIC_MODULES = ["llm_middleware.openai", "llm_middleware.testing"] + [
+PUBLIC_MODULES = [
+    "llm_middleware.openai",
+    "llm_middleware.anthropic",
+    "llm_middleware.prometheus",
+    "llm_middleware.testing",
+] + [
     module.name
     for module in pkgutil.iter_modules(llm_middleware.backends.__path__, "llm_middleware.backends.")
 ]
