@@ -135,6 +135,24 @@ def _cmd_keygen(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_clear(args: argparse.Namespace) -> int:
+    from .config import TIERS_ENV, cache_from_urls
+
+    urls = args.tiers or os.environ.get(TIERS_ENV)
+    if not urls:
+        raise LLMMiddlewareError(f"name the tiers: --tiers URLS or {TIERS_ENV}")
+    cache = cache_from_urls(urls)
+    try:
+        cache.clear(namespace=args.namespace)
+    except Exception as exc:  # the shared tier is unreachable: nothing was cleared
+        raise LLMMiddlewareError(f"could not clear: {type(exc).__name__}: {exc}") from exc
+    finally:
+        cache.close()
+    what = "the whole cache" if args.namespace is None else f"namespace {args.namespace!r}"
+    print(f"cleared {what}: its entries are unreachable (they expire by their TTL)")
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="llm-middleware", description="Cache LLM calls by intent.")
     parser.add_argument("--version", action="version", version=f"llm-middleware {__version__}")
@@ -158,6 +176,16 @@ def _parser() -> argparse.ArgumentParser:
         help="print a refreshed summary every SECONDS while reading, until the input ends",
     )
     stats.set_defaults(run=_cmd_stats)
+    clear = commands.add_parser(
+        "clear", help="make a namespace's (or every) cached entry unreachable"
+    )
+    clear.add_argument("--namespace", help="the namespace to clear (default: the whole cache)")
+    clear.add_argument(
+        "--tiers",
+        metavar="URLS",
+        help="the cache's backend URLs, ';'-separated (as in LLM_MIDDLEWARE_TIERS)",
+    )
+    clear.set_defaults(run=_cmd_clear)
     backends = commands.add_parser("backends", help="list the registered backends")
     backends.set_defaults(run=_cmd_backends)
     keygen = commands.add_parser(

@@ -225,7 +225,9 @@ class Shortcut:
             return MISSING, None
         if started is None:
             started = time.perf_counter() if out.info else 0.0
-        key = decision.key
+        key = cache.generations.known(decision.key)
+        if key is None:  # generations to read again: the full flow reads them
+            return MISSING, None
         try:
             data = tier.backend.get(key)
         except Exception as exc:

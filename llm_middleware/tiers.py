@@ -19,6 +19,7 @@ from .backend import Backend
 from .codec import Codec, Envelope, InvalidEntry, Signer, UnsupportedValue
 from .encryption import EncryptionKeys, Opened, Sealer, is_sealed, parse_keys
 from .errors import ConfigurationError
+from .generations import Generations
 from .policy import CachePolicy
 from .stats import CacheStats, Recorders, StatsSnapshot
 from .trace import Trace
@@ -77,6 +78,8 @@ class MultiLevelCache:
     that fails verification is a miss, deleted, and logged. ``encryption_key`` (or
     ``LLM_MIDDLEWARE_ENCRYPTION_KEY``): base64 keys, newest first, that encrypt every
     entry written to a shared tier (see ``llm_middleware.encryption``).
+    ``generation_check_s``: how often (at most, in seconds of ``timer``) this
+    process reads the generations a `clear` elsewhere may have changed.
     """
 
     def __init__(
@@ -87,6 +90,7 @@ class MultiLevelCache:
         timer: Callable[[], float] = time.time,
         secret: str | bytes | Sequence[str | bytes] | None = None,
         encryption_key: EncryptionKeys | None = None,
+        generation_check_s: float = 5.0,
     ) -> None:
         if not tiers:
             raise ConfigurationError("MultiLevelCache needs at least one tier")
@@ -101,6 +105,10 @@ class MultiLevelCache:
             Tier(n, b, i) for i, (n, b) in enumerate(zip(names, tiers, strict=True))
         )
         self.timer = timer
+        try:
+            self.generations = Generations(self.tiers[-1], generation_check_s, timer)
+        except ValueError as exc:
+            raise ConfigurationError(str(exc)) from exc
         self.codec = Codec()
         try:
             self.signer = Signer(_secrets(secret))
@@ -159,6 +167,7 @@ class MultiLevelCache:
         """Check the tiers in order (from tier ``start``); promote a lower-tier hit
         upwards. An entry up to ``grace`` seconds past its lifetime is a stale hit.
         ``first``: tier 1's answer for ``key``, already read."""
+        key = yield from self.physical(key, trace)
         now = self.timer()
         debugging = trace.wants(logging.DEBUG)
         if first is not None and (first.key != key or start):
@@ -214,6 +223,7 @@ class MultiLevelCache:
         """Write ``data`` (the codec's bytes) to the first ``depth`` tiers for ``ttl``
         seconds: encrypted in shared tiers when the cache has a key, else signed when it
         has a secret."""
+        key = yield from self.physical(key, trace)
         stored = yield from self._write(self.tiers[:depth], key, data, ttl, trace)
         if stored:
             trace.stats.store()
@@ -341,8 +351,28 @@ class MultiLevelCache:
 
     def _delete_all(self, key: str) -> Flow[None]:
         trace = Trace("MultiLevelCache.delete", key, Recorders(self._stats))
+        key = yield from self.physical(key, trace)
         for tier in self.tiers:
             yield from self._delete_from(tier, key, trace)
+
+    # -- clearing (see llm_middleware/generations.py) -------------------------------
+
+    def physical(self, key: str, trace: Trace) -> Flow[str]:
+        """The key ``key`` is stored under in the current generations."""
+        shared = self.tiers[-1]
+        return self.generations.resolve(
+            key, lambda exc: self.report_error(trace, shared, exc, "backend")
+        )
+
+    def clear(self, namespace: str | None = None) -> None:
+        """Make every entry of ``namespace`` (None: of the whole cache) unreachable,
+        here at once and in other processes sharing the last tier within
+        ``generation_check_s``; the entries themselves expire by their TTL."""
+        run_sync(self.generations.bump(namespace))
+
+    async def aclear(self, namespace: str | None = None) -> None:
+        """`clear` for async code."""
+        await run_async(self.generations.bump(namespace))
 
     def stats(self) -> StatsSnapshot:
         """Hits per tier, misses, bypasses by reason, errors by tier, stores,
