@@ -15,7 +15,10 @@ from .chain import Step
 from .decorator import decorate
 from .flow import ResultAdapter
 
-__all__ = ["TRANSPORT_OPTIONS", "shadow_method"]
+__all__ = ["HELPER_HEADER", "TRANSPORT_OPTIONS", "shadow_method"]
+
+HELPER_HEADER = "X-Stainless-Helper-Method"
+"""The header the SDKs' helpers mark their calls with."""
 
 TRANSPORT_OPTIONS = frozenset({"timeout", "extra_headers"})
 """Request options that change how a request travels, never what it answers."""

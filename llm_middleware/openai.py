@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 from openai import AsyncOpenAI, NotGiven, Omit, OpenAI
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
-from .clientwrap import TRANSPORT_OPTIONS, shadow_method
+from .clientwrap import HELPER_HEADER, TRANSPORT_OPTIONS, shadow_method
 from .codec import register_type
 from .openai_embeddings import wrap_embeddings
 from .openai_responses import RESPONSE_STREAM, Response, server_state
@@ -109,5 +109,18 @@ def wrap_openai(client: ClientT, **options: Any) -> ClientT:
         steps=(server_state,),
         **common,
     )
+    _stream_helper_passes_through(clone.responses)
     wrap_embeddings(clone.embeddings, endpoint, is_async, options, embeddings_policy)
     return clone
+
+
+def _stream_helper_passes_through(responses: Any) -> None:
+    """``responses.stream(...)`` calls ``responses.create`` and needs the SDK's own
+    stream (its HTTP response) back: its calls are marked as a helper's, uncached."""
+    original = responses.stream
+
+    def stream(**kwargs: Any) -> Any:
+        headers = {**(kwargs.pop("extra_headers", None) or {}), HELPER_HEADER: "responses.stream"}
+        return original(**kwargs, extra_headers=headers)
+
+    setattr(responses, "stream", stream)  # noqa: B010 - shadows the method

@@ -101,6 +101,17 @@ def test_stream_is_replayed_as_the_same_typed_events(
     assert text == replayed[-1].response.output_text == "answer #1 to: Explain gossip"
 
 
+def test_stream_helper_works_uncached(
+    openai_server: FakeOpenAIServer, cache: MultiLevelCache
+) -> None:
+    """``responses.stream(...)`` needs the SDK's own stream: it passes through."""
+    client, _ = clients(openai_server)
+    cached = wrap_openai(client, cache=cache)
+    for n in (1, 2):
+        with cached.responses.stream(model="m", input="Explain gossip") as stream:
+            assert stream.get_final_response().output_text == f"answer #{n} to: Explain gossip"
+
+
 def test_abandoned_stream_is_not_stored(
     openai_server: FakeOpenAIServer, cache: MultiLevelCache
 ) -> None:
