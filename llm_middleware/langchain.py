@@ -164,16 +164,16 @@ class IntentCache(BaseCache):
             level = "warning" if ctx.skip in DEGRADED else "info"
             detail = {"error": ctx.skip_error} if ctx.skip_error else {}
             getattr(ctx.trace, level)("cache.bypass", reason=ctx.skip, **detail)
-            ctx.trace.stats.bypass(ctx.skip or "bypass")
+            ctx.trace.stats.bypass(ctx.skip or "bypass", policy=policy)
             ctx.trace.result("bypass", None, policy, started, 0.0, 0)
             return None
         hit = (yield from cache.lookup(ctx.key, self._codec, ctx.trace)) if ctx.read else None
         if hit is None:
-            ctx.trace.stats.miss()
+            ctx.trace.stats.miss(policy)
             ctx.trace.result("miss", None, policy, started, 0.0, 0)
             return None
         env = hit.envelope
-        ctx.trace.stats.hit(hit.tier, env.duration_ms, env.saved_tokens)
+        ctx.trace.stats.hit(hit.tier, env.duration_ms, env.saved_tokens, policy)
         ctx.trace.result("hit", hit.tier, policy, started, env.duration_ms, env.saved_tokens)
         return list(env.value)
 

@@ -192,7 +192,7 @@ class EmbeddingsCache:
             if hit is not None:
                 env = hit.envelope
                 found[key] = env.value
-                ctx.trace.stats.hit(hit.tier, env.duration_ms, env.saved_tokens)
+                ctx.trace.stats.hit(hit.tier, env.duration_ms, env.saved_tokens, env.policy)
                 ctx.trace.result("hit", hit.tier, env.policy, started, env.duration_ms,
                                  env.saved_tokens)  # fmt: skip
         missing = [key for key in unique if key not in found]
@@ -207,9 +207,9 @@ class EmbeddingsCache:
             for key, datum, share in zip(missing, data, shares, strict=True):
                 ctx = unique[key]
                 found[key] = vector = _Vector(datum.embedding, fresh.model, share)
-                ctx.trace.stats.miss()
-                yield from store_value(ctx, cache, self.codec, vector, ms / len(missing))
                 policy = None if ctx.policy is None else ctx.policy.value
+                ctx.trace.stats.miss(policy)
+                yield from store_value(ctx, cache, self.codec, vector, ms / len(missing))
                 ctx.trace.result("miss", None, policy, started, 0.0, 0)
             if whole:
                 return fresh
@@ -219,7 +219,8 @@ class EmbeddingsCache:
         level = "warning" if ctx.skip in DEGRADED else "info"
         detail = {"error": ctx.skip_error} if ctx.skip_error else {}
         getattr(ctx.trace, level)("cache.bypass", reason=ctx.skip, **detail)
-        ctx.trace.stats.bypass(ctx.skip or "bypass")
+        policy = None if ctx.policy is None else ctx.policy.value
+        ctx.trace.stats.bypass(ctx.skip or "bypass", policy=policy)
         value, _ = yield Call(lambda: self.original(**kwargs))
         ctx.trace.result("bypass", None, None, started, 0.0, 0)
         return value
