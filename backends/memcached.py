@@ -157,6 +157,9 @@ class MemcachedBackend:
     more concurrent calls than that on one server raise ``RuntimeError``.
     """
 
+    shared = True
+    """Reachable from outside the process: encrypted when the cache has an ``encryption_key``."""
+
     def __init__(
         self,
         *,

@@ -56,7 +56,8 @@ class MemoryBackend:
 
     Each entry carries its own expiry time; an expired entry is dropped when it is
     next read, or first when the tier is full. ``timer`` is the clock in seconds;
-    tests inject a fake one.
+    tests inject a fake one. ``shared=True`` has a cache with an ``encryption_key``
+    encrypt this tier's entries too (an in-process tier is plain by default).
     """
 
     nonblocking = True
@@ -68,6 +69,7 @@ class MemoryBackend:
         maxsize: int = 1000,
         ttl: float | None = None,
         timer: Callable[[], float] = time.monotonic,
+        shared: bool = False,
     ) -> None:
         if maxsize < 1:
             raise ConfigurationError(f"maxsize must be at least 1, got {maxsize}")
@@ -76,6 +78,8 @@ class MemoryBackend:
         self.maxsize = maxsize
         self.ttl = ttl
         self._timer = timer
+        self.shared = shared
+        """Whether entries here are encrypted when the cache has an ``encryption_key``."""
         self._lock = threading.Lock()
         # a read is one locked LRU lookup; the expiry heap is only consulted when full
         self._data = _ExpiringLRU(maxsize, timer)

@@ -110,6 +110,9 @@ class RedisBackend:
     (``required``/``optional``/``none``): TLS trust; ``client_options``: more redis-py kwargs.
     """
 
+    shared = True
+    """Reachable from outside the process: encrypted when the cache has an ``encryption_key``."""
+
     #: The scheme `from_url` puts in front of the location (registry entry ``redis``).
     url_scheme: ClassVar[str] = "redis"
     #: Whether `from_url` builds a Redis Cluster client (registry entry ``redis+cluster``).

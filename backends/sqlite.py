@@ -72,6 +72,9 @@ class SQLiteBackend:
     another process's write lock. ``timer``: the wall clock in seconds (tests pass a fake one).
     """
 
+    shared = True
+    """Reachable from outside the process: encrypted when the cache has an ``encryption_key``."""
+
     def __init__(
         self,
         *,

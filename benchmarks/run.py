@@ -29,6 +29,7 @@ if not __package__:  # run as a script: python benchmarks/run.py
 
 from benchmarks._timing import Settings, use_cpu_clock
 from benchmarks.context import Context
+from benchmarks.encryption import encryption
 from benchmarks.figures import memory_hit, miss_overhead, size_scaling, tracing
 from benchmarks.logstats import log_stats
 from benchmarks.memcached import memcached_hit
@@ -40,6 +41,7 @@ SECTIONS: dict[str, Callable[[Context], list[Row]]] = {
     "memory": memory_hit,
     "tracing": tracing,
     "memcached": memcached_hit,
+    "encryption": encryption,
     "miss": miss_overhead,
     "size": size_scaling,
     "stampede": stampede,

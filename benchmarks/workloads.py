@@ -18,8 +18,8 @@ import cachetools
 import orjson
 import structlog
 
-from backends.memory import MemoryBackend
 from llm_middleware import MultiLevelCache, cache_by_intent
+from llm_middleware.backends.memory import MemoryBackend
 
 __all__ = [
     "ANSWER",

@@ -86,7 +86,7 @@ class CachedFunction:
             ),
         )
         self.codec = Codec(_return_type(func))
-        self.stats = CacheStats()
+        self.stats = CacheStats(self.name)
         self.flights = Flights()
         self.async_flights: AsyncFlights[Any] = AsyncFlights()
         self.flow_options = FlowOptions(

@@ -7,11 +7,14 @@ import json
 import os
 import sys
 from collections.abc import Sequence
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
+from . import __version__
 from .errors import LLMMiddlewareError
 from .policy import IntentRules
-from .registry import backend_class, registered_backends
+
+if TYPE_CHECKING:
+    from .logstats import LogSummary
 
 __all__ = ["main"]
 
@@ -48,8 +51,11 @@ def _progress_printer(total: int, stream: IO[str]) -> object:
 def _cmd_stats(args: argparse.Namespace) -> int:
     from .logstats import summarize
 
+    if args.every is not None:
+        return _watch_stats(args)
+    html = args.html is not None
     if args.logfile == "-":
-        summary = summarize(sys.stdin)
+        summary = summarize(sys.stdin.buffer, timeline=html)
     else:
         try:
             handle = open(args.logfile, "rb")  # noqa: SIM115 - closed below
@@ -59,27 +65,97 @@ def _cmd_stats(args: argparse.Namespace) -> int:
             progress = None
             if sys.stderr.isatty():
                 progress = _progress_printer(os.fstat(handle.fileno()).st_size, sys.stderr)
-            summary = summarize(handle, progress)  # type: ignore[arg-type]
+            summary = summarize(handle, progress, timeline=html)  # type: ignore[arg-type]
             if progress is not None:
                 sys.stderr.write("\n")
     print(json.dumps(summary.as_dict(), indent=2) if args.json else summary.render())
+    if html:
+        _write_report(summary, args)
+    return 0
+
+
+def _write_report(summary: LogSummary, args: argparse.Namespace) -> None:
+    from .report import render_html
+
+    source = "standard input" if args.logfile == "-" else os.path.basename(args.logfile)
+    try:
+        with open(args.html, "w", encoding="utf-8") as page:
+            page.write(render_html(summary, source))
+    except OSError as exc:
+        raise LLMMiddlewareError(f"cannot write {args.html}: {exc.strerror}") from exc
+    print(f"report written to {args.html}", file=sys.stderr)
+
+
+def _watch_stats(args: argparse.Namespace) -> int:
+    """``--every``: a summary refreshed while the input grows, a last one at its end."""
+    import time
+
+    from .live import follow
+
+    if args.every <= 0:
+        raise LLMMiddlewareError(f"--every must be positive, not {args.every}")
+    if args.logfile == "-":
+        handle = sys.stdin.buffer
+    else:
+        try:
+            handle = open(args.logfile, "rb")  # noqa: SIM115 - closed at exit
+        except OSError as exc:
+            raise LLMMiddlewareError(f"cannot read {args.logfile}: {exc.strerror}") from exc
+    clear = sys.stdout.isatty() and not args.json
+
+    def show(summary: LogSummary, final: bool) -> None:
+        text = json.dumps(summary.as_dict()) if args.json else summary.render()
+        if clear:
+            sys.stdout.write("\x1b[H\x1b[2J")
+        elif not args.json:
+            stamp = time.strftime("%H:%M:%S")
+            sys.stdout.write(f"-- {'final at' if final else 'at'} {stamp} --\n")
+        sys.stdout.write(text + "\n")
+        sys.stdout.flush()
+
+    lines = iter(handle.readline, b"")
+    summary = follow(lines, args.every, show, timeline=args.html is not None)
+    if args.html is not None:
+        _write_report(summary, args)
     return 0
 
 
 def _cmd_backends(args: argparse.Namespace) -> int:
-    for name, entry in sorted(registered_backends(refresh=True).items()):
-        source = entry.dist.name if entry.dist is not None else "?"
-        try:
-            backend_class(name)
-            status = "ok"
-        except LLMMiddlewareError as exc:
-            status = f"fails to load: {exc.__cause__ or exc}"
-        print(f"{name:<12} {entry.value:<40} from {source:<24} {status}")
+    from .backend_listing import backend_rows, render_table
+
+    for line in render_table(backend_rows()):
+        print(line)
+    return 0
+
+
+def _cmd_keygen(args: argparse.Namespace) -> int:
+    from .encryption import generate_key
+
+    print(generate_key())
+    return 0
+
+
+def _cmd_clear(args: argparse.Namespace) -> int:
+    from .config import TIERS_ENV, cache_from_urls
+
+    urls = args.tiers or os.environ.get(TIERS_ENV)
+    if not urls:
+        raise LLMMiddlewareError(f"name the tiers: --tiers URLS or {TIERS_ENV}")
+    cache = cache_from_urls(urls)
+    try:
+        cache.clear(namespace=args.namespace)
+    except Exception as exc:  # the shared tier is unreachable: nothing was cleared
+        raise LLMMiddlewareError(f"could not clear: {type(exc).__name__}: {exc}") from exc
+    finally:
+        cache.close()
+    what = "the whole cache" if args.namespace is None else f"namespace {args.namespace!r}"
+    print(f"cleared {what}: its entries are unreachable (they expire by their TTL)")
     return 0
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="llm-middleware", description="Cache LLM calls by intent.")
+    parser.add_argument("--version", action="version", version=f"llm-middleware {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     demo = commands.add_parser("demo", help="run an offline demo workload through the cache")
     demo.add_argument("--latency", type=float, default=0.2, help="simulated LLM seconds per call")
@@ -92,17 +168,56 @@ def _parser() -> argparse.ArgumentParser:
     stats = commands.add_parser("stats", help="summarize cache.result events of a JSON-lines log")
     stats.add_argument("logfile", help="a log file, or - for standard input")
     stats.add_argument("--json", action="store_true", help="machine-readable output")
+    stats.add_argument("--html", metavar="PAGE", help="also write a page of charts to PAGE")
+    stats.add_argument(
+        "--every",
+        type=float,
+        metavar="SECONDS",
+        help="print a refreshed summary every SECONDS while reading, until the input ends",
+    )
     stats.set_defaults(run=_cmd_stats)
+    clear = commands.add_parser(
+        "clear", help="make a namespace's (or every) cached entry unreachable"
+    )
+    clear.add_argument("--namespace", help="the namespace to clear (default: the whole cache)")
+    clear.add_argument(
+        "--tiers",
+        metavar="URLS",
+        help="the cache's backend URLs, ';'-separated (as in LLM_MIDDLEWARE_TIERS)",
+    )
+    clear.set_defaults(run=_cmd_clear)
     backends = commands.add_parser("backends", help="list the registered backends")
     backends.set_defaults(run=_cmd_backends)
+    keygen = commands.add_parser(
+        "keygen", help="print a new encryption key (32 random bytes, base64)"
+    )
+    keygen.set_defaults(run=_cmd_keygen)
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; returns the exit status."""
+def _run(argv: Sequence[str] | None) -> int:
     args = _parser().parse_args(argv)
     try:
         return int(args.run(args))
+    except KeyboardInterrupt:  # e.g. ending ``stats - --every`` on a never-ending tail
+        return 130
     except LLMMiddlewareError as exc:
         print(f"llm-middleware: error: {exc}", file=sys.stderr)
         return 1
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status.
+
+    A reader that stops early (``llm-middleware stats log | head -1``) ends the command
+    quietly with status 141, as a shell tool stopped by ``SIGPIPE`` would.
+    """
+    try:
+        try:
+            return _run(argv)
+        finally:
+            sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's exit
+    except BrokenPipeError:
+        # Point stdout at /dev/null so the interpreter's own final flush stays silent too.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141

@@ -13,6 +13,7 @@ import threading
 from collections.abc import Sequence
 
 from .contract import Backend
+from .encryption import EncryptionKeys
 from .errors import ConfigurationError
 from .policy import Classifier, IntentRules
 from .registry import backend_from_url
@@ -31,7 +32,10 @@ _generation = 0  # bumped by every configure()/reset(): remembered decisions exp
 
 
 def cache_from_urls(
-    urls: str | Sequence[str], *, secret: str | bytes | Sequence[str | bytes] | None = None
+    urls: str | Sequence[str],
+    *,
+    secret: str | bytes | Sequence[str | bytes] | None = None,
+    encryption_key: EncryptionKeys | None = None,
 ) -> MultiLevelCache:
     """A cache whose tiers are the backends of ``urls`` (a list, or ``;``-separated)."""
     if isinstance(urls, str):
@@ -39,7 +43,8 @@ def cache_from_urls(
     urls = [u for u in urls if u]
     if not urls:
         raise ConfigurationError("no backend URLs given for the cache tiers")
-    return MultiLevelCache([backend_from_url(url) for url in urls], secret=secret)
+    backends = [backend_from_url(url) for url in urls]
+    return MultiLevelCache(backends, secret=secret, encryption_key=encryption_key)
 
 
 def configure(
@@ -49,9 +54,11 @@ def configure(
     rules: IntentRules | Classifier | None = None,
     secret: str | bytes | Sequence[str | bytes] | None = None,
     namespace_required: bool | None = None,
+    encryption_key: EncryptionKeys | None = None,
 ) -> MultiLevelCache:
     """Set the process default cache (a `MultiLevelCache`, or ``tiers``: backends or
-    backend URLs, signed with ``secret`` when given), the default intent rules,
+    backend URLs, signed with ``secret`` and encrypted in shared tiers with
+    ``encryption_key`` when given), the default intent rules,
     and whether every call must resolve a namespace. Returns the default cache.
 
     Errors in the configuration (unknown backend, bad URL or option) raise here.
@@ -61,12 +68,16 @@ def configure(
         raise ConfigurationError("configure() takes cache= or tiers=, not both")
     if secret is not None and tiers is None:
         raise ConfigurationError("configure(secret=...) signs the tiers= it builds; pass both")
+    if encryption_key is not None and tiers is None:
+        raise ConfigurationError(
+            "configure(encryption_key=...) encrypts the tiers= it builds; pass both"
+        )
     if tiers is not None:
         if isinstance(tiers, str) or all(isinstance(t, str) for t in tiers):
-            cache = cache_from_urls(tiers, secret=secret)  # type: ignore[arg-type]
+            cache = cache_from_urls(tiers, secret=secret, encryption_key=encryption_key)  # type: ignore[arg-type]
         else:
             backends = [backend_from_url(t) if isinstance(t, str) else t for t in tiers]
-            cache = MultiLevelCache(backends, secret=secret)
+            cache = MultiLevelCache(backends, secret=secret, encryption_key=encryption_key)
     if rules is not None and not callable(rules):
         raise ConfigurationError(f"rules must be IntentRules or a classifier, not {rules!r}")
     with _lock:

@@ -50,7 +50,11 @@ class Backend(Protocol):
       to the tier (the cache logs ``cache.bypass`` with reason ``too_large``).
     - ``nonblocking: bool`` -- ``True`` when ``get``/``set``/``delete`` never wait
       on I/O (an in-process store): async code then calls them inline, and an
-      async hit in this tier takes the same short path as a sync one.
+      async hit in this tier is read inline, like a sync one.
+    - ``shared: bool`` -- whether the tier's contents can be read from outside this
+      process (a server, a file, another process). A cache with an ``encryption_key``
+      encrypts every entry it writes to a shared tier. A backend that does not say is
+      taken as shared; an in-process store sets ``shared = False``.
 
     Blocking backends are run in a worker thread from async code; a backend that
     can do better defines the async twins of `AsyncBackend`. A backend shared

@@ -170,7 +170,7 @@ def cached_call(
         level = logging.WARNING if ctx.skip in DEGRADED else logging.INFO
         detail = {"error": ctx.skip_error} if ctx.skip_error else {}
         trace.emit(level, "cache.bypass", reason=ctx.skip, **detail)
-        trace.stats.bypass(ctx.skip)
+        trace.stats.bypass(ctx.skip, policy=None if ctx.policy is None else ctx.policy.value)
         value, ms = yield Call(call)
         trace.debug("cache.call", duration_ms=round(ms, 3))
         trace.result("bypass", None, _policy(ctx), started, 0.0, 0)
@@ -206,7 +206,7 @@ def cached_call(
         if not leader:  # another caller's in-flight call answered this one
             report_hit(trace.stats, trace, "inflight", ctx.policy.value, started, ms, 0)
             return _private(value)
-        trace.stats.miss()
+        trace.stats.miss(ctx.policy.value)
         store_now = True
         if adapter is not None:
             value, store_now = adapter.on_miss(value, Commit(ctx, cache, codec))

@@ -46,7 +46,7 @@ def report_hit(
     (``None``: no event wanted, so none is built). ``started``: the call's
     ``time.perf_counter()`` at its start; ``saved_ms`` and ``saved_tokens``: what the
     answered call had cost."""
-    counters.hit(tier, saved_ms, saved_tokens)
+    counters.hit(tier, saved_ms, saved_tokens, policy)
     if trace is not None:
         trace.result("hit", tier, policy, started, saved_ms, saved_tokens, stale)
 
@@ -60,21 +60,30 @@ def inline_tier(cache: MultiLevelCache, out: Output, *, may_block: bool) -> bool
 
 
 def read_first(cache: MultiLevelCache, key: str, codec: Codec) -> Envelope | int | Exception:
-    """Tier 1's answer for ``key``: its `Envelope` when it is one (report it with
-    `report_hit`); else what `settle` needs -- ``0`` when tier 1 holds nothing, ``1``
-    when its entry has expired, or the exception its read raised or the `InvalidEntry`
-    it holds. Check `inline_tier` first."""
+    """Tier 1's answer for the (logical) ``key``: its `Envelope` when it is one (report
+    it with `report_hit`); else what `settle` needs -- ``0`` when tier 1 holds nothing
+    (or the key's generation or the entry's encryption key needs the flow: it reads
+    generations, and seals an entry again under the newest key), ``1`` when its entry
+    has expired, or the exception its read raised or the `InvalidEntry` it holds.
+    Check `inline_tier` first."""
+    physical = cache.generations.known(key)
+    if physical is None:  # a generation to read again: the flow's lookup reads it
+        return 0
     try:
-        data = cache.tiers[0].backend.get(key)
+        data = cache.tiers[0].backend.get(physical)
     except Exception as exc:
         return exc
     if data is None:
         return 0
     try:
-        envelope = cache.entry(key, data, codec, cache.timer())
+        found = cache.entry(0, physical, data, codec, cache.timer())
     except InvalidEntry as exc:
         return exc
-    return 1 if envelope is None else envelope
+    if found is None:
+        return 1
+    if found.stale_key:
+        return 0
+    return found.envelope
 
 
 def settle(cache: MultiLevelCache, key: str, found: int | Exception, trace: Trace) -> int:
@@ -85,7 +94,8 @@ def settle(cache: MultiLevelCache, key: str, found: int | Exception, trace: Trac
         return found
     tier = cache.tiers[0]
     if isinstance(found, InvalidEntry):
-        run_sync(cache.discard(tier, key, found, trace))  # blocks only where it may
+        physical = cache.generations.known(key) or key  # known: read_first just used it
+        run_sync(cache.discard(tier, physical, found, trace))  # blocks only where it may
     else:
         cache.report_error(trace, tier, found, "backend")
     return 1

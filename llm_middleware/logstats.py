@@ -8,6 +8,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from .timeline import Timeline
+
 __all__ = ["LogSummary", "summarize"]
 
 _MARKS_TEXT = ('"cache.result"', '"cache.bypass"')
@@ -48,6 +50,14 @@ class LogSummary:
     bypass_reasons: Counter[str] = field(default_factory=Counter)
     saved_ms: float = 0.0
     saved_tokens: int = 0
+    outcomes_by_policy: defaultdict[str, Counter[str]] = field(
+        default_factory=lambda: defaultdict(Counter)
+    )
+    saved_ms_by_function: defaultdict[str, float] = field(
+        default_factory=lambda: defaultdict(float)
+    )
+    timeline: Timeline | None = None
+    """Calls over time, when asked for (``summarize(..., timeline=True)``)."""
 
     def add_line(self, line: str | bytes) -> None:
         self.lines += 1
@@ -73,15 +83,25 @@ class LogSummary:
         self.events += 1
         outcome = str(event.get("outcome"))
         self.outcomes[outcome] += 1
-        if outcome == "bypass":
-            return
+        policy = str(event.get("policy"))
+        self.outcomes_by_policy[policy][outcome] += 1
+        saved_ms, saved_tokens = 0.0, 0
         hit = outcome == "hit"
         if hit:
+            saved_ms = float(event.get("saved_ms") or 0.0)
+            saved_tokens = int(event.get("saved_tokens") or 0)
+        if self.timeline is not None:
+            self.timeline.add(event.get("timestamp"), outcome, saved_ms, saved_tokens)
+        if outcome == "bypass":
+            return
+        function = str(event.get("fn"))
+        if hit:
             self.hits_by_tier[str(event.get("tier"))] += 1
-            self.saved_ms += float(event.get("saved_ms") or 0.0)
-            self.saved_tokens += int(event.get("saved_tokens") or 0)
-        self.by_policy[str(event.get("policy"))].add(hit)
-        self.by_function[str(event.get("fn"))].add(hit)
+            self.saved_ms += saved_ms
+            self.saved_tokens += saved_tokens
+            self.saved_ms_by_function[function] += saved_ms
+        self.by_policy[policy].add(hit)
+        self.by_function[function].add(hit)
 
     def as_dict(self) -> dict[str, Any]:
         hits, misses = self.outcomes["hit"], self.outcomes["miss"]
@@ -99,6 +119,10 @@ class LogSummary:
             "top_bypass_reasons": dict(self.bypass_reasons.most_common(5)),
             "saved_ms": round(self.saved_ms, 3),
             "saved_tokens": self.saved_tokens,
+            "outcomes_by_policy": {k: dict(v) for k, v in sorted(self.outcomes_by_policy.items())},
+            "saved_ms_by_function": {
+                k: round(v, 3) for k, v in sorted(self.saved_ms_by_function.items())
+            },
         }
 
     def render(self) -> str:
@@ -126,10 +150,14 @@ class LogSummary:
 
 
 def summarize(
-    lines: Iterable[str | bytes], progress: Callable[[int], None] | None = None
+    lines: Iterable[str | bytes],
+    progress: Callable[[int], None] | None = None,
+    *,
+    timeline: bool = False,
 ) -> LogSummary:
-    """Summarize ``lines`` one at a time; ``progress`` gets the byte count read so far."""
-    summary = LogSummary()
+    """Summarize ``lines`` one at a time; ``progress`` gets the byte count read so far.
+    ``timeline``: also count the calls over time (for the HTML report)."""
+    summary = LogSummary(timeline=Timeline() if timeline else None)
     read = 0
     for number, line in enumerate(lines, 1):
         read += len(line)

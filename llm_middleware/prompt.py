@@ -29,11 +29,14 @@ def _text_of(content: Any) -> str:
 
 def last_user_text(messages: Any) -> str:
     """The text of the last ``user`` message (string content or text parts), else "".
-    ``messages`` may be a request body holding them (``{"model": ..., "messages": [...]}``)."""
+    ``messages`` may be a request body holding them (``{"model": ..., "messages": [...]}``),
+    or the ``input`` of a Responses API request (a string, or a list of items)."""
     if isinstance(messages, str):
         return messages
     if isinstance(messages, Mapping):
-        messages = messages.get("messages")
+        messages = messages["messages"] if "messages" in messages else messages.get("input")
+        if isinstance(messages, str):
+            return messages
     if not isinstance(messages, (list, tuple)):
         return ""
     for message in reversed(messages):

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import threading
+import weakref
 from collections import Counter, deque
-from typing import TypedDict
+from typing import NamedTuple, TypedDict
 
-__all__ = ["CacheStats", "Recorders", "StatsSnapshot"]
+__all__ = ["CacheStats", "Calls", "Recorders", "StatsSnapshot", "function_stats"]
 
 
 class StatsSnapshot(TypedDict):
@@ -24,6 +25,14 @@ class StatsSnapshot(TypedDict):
     saved_tokens: int
 
 
+class Calls(NamedTuple):
+    """The calls of one ``(outcome, tier, policy)`` and what their hits saved."""
+
+    calls: int
+    saved_ms: float
+    saved_tokens: int
+
+
 _FOLD_AT = 512
 """Queued hits beyond this many are folded into the counters by the next hit."""
 
@@ -33,9 +42,15 @@ class CacheStats:
     stores, promotions, and the time and tokens hits saved.
 
     A hit -- the hot path -- takes no lock: it is queued (``deque.append`` is atomic)
-    and folded into the counters in batches, and before every snapshot."""
+    and folded into the counters in batches, and before every snapshot.
+
+    Calls are also counted by ``(outcome, tier, policy)`` (`calls`), the labels of the
+    metrics exporters. ``function``: the decorated function these counters are of;
+    such counters are listed by `function_stats` while they live."""
 
     __slots__ = (
+        "__weakref__",
+        "_by_label",
         "_bypassed_calls",
         "_bypasses",
         "_errors",
@@ -46,13 +61,17 @@ class CacheStats:
         "_saved_ms",
         "_saved_tokens",
         "_stores",
+        "function",
         "queued",
     )
 
-    def __init__(self) -> None:
+    def __init__(self, function: str | None = None) -> None:
         self._lock = threading.Lock()
-        self.queued: deque[tuple[str, float, int]] = deque()
+        self.queued: deque[tuple[str, float, int, str | None]] = deque()
+        self.function = function
         self.clear()
+        if function is not None:
+            _FUNCTIONS.add(self)
 
     def clear(self) -> None:
         """Reset every counter to zero."""
@@ -64,12 +83,14 @@ class CacheStats:
             self._misses = self._bypassed_calls = self._stores = self._promotions = 0
             self._saved_tokens = 0
             self._saved_ms = 0.0
+            self._by_label: dict[tuple[str, str | None, str | None], list[float]] = {}
 
-    def hit(self, tier: str, saved_ms: float, saved_tokens: int) -> None:
-        self.queue((tier, saved_ms, saved_tokens))
+    def hit(self, tier: str, saved_ms: float, saved_tokens: int, policy: str | None = None) -> None:
+        self.queue((tier, saved_ms, saved_tokens, policy))
 
-    def queue(self, hit: tuple[str, float, int]) -> None:
-        """Count ``(tier, saved_ms, saved_tokens)`` as a hit, without taking the lock."""
+    def queue(self, hit: tuple[str, float, int, str | None]) -> None:
+        """Count ``(tier, saved_ms, saved_tokens, policy)`` as a hit, without taking the
+        lock."""
         queued = self.queued
         queued.append(hit)
         if len(queued) > _FOLD_AT:
@@ -82,28 +103,45 @@ class CacheStats:
 
     def _fold(self) -> None:
         """`fold` with the lock held."""
-        queued, hits = self.queued, self._hits
+        queued, hits, by_label = self.queued, self._hits, self._by_label
         saved_ms, saved_tokens = 0.0, 0
         while True:
             try:
-                tier, ms, tokens = queued.popleft()
+                tier, ms, tokens, policy = queued.popleft()
             except IndexError:
                 break
             hits[tier] += 1
             saved_ms += ms
             saved_tokens += tokens
+            label = ("hit", tier, policy)
+            counts = by_label.get(label)
+            if counts is None:
+                counts = by_label[label] = [0, 0.0, 0]
+            counts[0] += 1
+            counts[1] += ms
+            counts[2] += tokens
         self._saved_ms += saved_ms
         self._saved_tokens += saved_tokens
 
-    def miss(self) -> None:
+    def _count(self, outcome: str, policy: str | None) -> None:
+        """One call of ``outcome`` (not a hit) under ``policy``, with the lock held."""
+        counts = self._by_label.get((outcome, None, policy))
+        if counts is None:
+            counts = self._by_label[(outcome, None, policy)] = [0, 0.0, 0]
+        counts[0] += 1
+
+    def miss(self, policy: str | None = None) -> None:
         with self._lock:
             self._misses += 1
+            self._count("miss", policy)
 
-    def bypass(self, reason: str, *, whole_call: bool = True) -> None:
+    def bypass(self, reason: str, *, whole_call: bool = True, policy: str | None = None) -> None:
         """Count a bypass; ``whole_call=False`` for one tier skipped (e.g. too large)."""
         with self._lock:
             self._bypasses[reason] += 1
             self._bypassed_calls += whole_call
+            if whole_call:
+                self._count("bypass", policy)
 
     def error(self, tier: str) -> None:
         with self._lock:
@@ -136,6 +174,24 @@ class CacheStats:
                 saved_tokens=self._saved_tokens,
             )
 
+    def calls(self) -> dict[tuple[str, str | None, str | None], Calls]:
+        """The calls by ``(outcome, tier, policy)``: the same calls `snapshot` counts
+        (``tier`` is ``None`` but for hits, ``policy`` where none was decided)."""
+        with self._lock:
+            self._fold()
+            return {
+                label: Calls(int(n), ms, int(tokens))
+                for label, (n, ms, tokens) in self._by_label.items()
+            }
+
+
+_FUNCTIONS: weakref.WeakSet[CacheStats] = weakref.WeakSet()
+
+
+def function_stats() -> list[CacheStats]:
+    """The counters of every decorated function alive in this process."""
+    return list(_FUNCTIONS)
+
 
 class Recorders:
     """The counters one call updates: its cache's and its decorated function's."""
@@ -145,21 +201,21 @@ class Recorders:
     def __init__(self, *targets: CacheStats) -> None:
         self.targets = targets
 
-    def hit(self, tier: str, saved_ms: float, saved_tokens: int) -> None:
-        hit = (tier, saved_ms, saved_tokens)
+    def hit(self, tier: str, saved_ms: float, saved_tokens: int, policy: str | None = None) -> None:
+        hit = (tier, saved_ms, saved_tokens, policy)
         for target in self.targets:  # `CacheStats.queue`, inlined: the hot path of a hit
             queued = target.queued
             queued.append(hit)
             if len(queued) > _FOLD_AT:
                 target.fold()
 
-    def miss(self) -> None:
+    def miss(self, policy: str | None = None) -> None:
         for target in self.targets:
-            target.miss()
+            target.miss(policy)
 
-    def bypass(self, reason: str, *, whole_call: bool = True) -> None:
+    def bypass(self, reason: str, *, whole_call: bool = True, policy: str | None = None) -> None:
         for target in self.targets:
-            target.bypass(reason, whole_call=whole_call)
+            target.bypass(reason, whole_call=whole_call, policy=policy)
 
     def error(self, tier: str) -> None:
         for target in self.targets:

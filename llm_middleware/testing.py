@@ -20,6 +20,7 @@ Empty values: ``b""`` is a value like any other and must come back as ``b""``, n
 (the core never stores one, but a backend that confused the two would turn hits into misses).
 
 This module imports pytest at the top: it is meant to be imported by test suites only.
+Install it with the ``testing`` extra: ``pip install "llm-middleware[testing]"``.
 """
 
 from __future__ import annotations
@@ -30,7 +31,16 @@ import time
 from collections.abc import Callable, Iterator
 from typing import ClassVar
 
-import pytest
+try:
+    import pytest
+except ModuleNotFoundError as exc:  # pragma: no cover - exercised in a venv without pytest
+    if exc.name != "pytest":
+        raise
+    raise ModuleNotFoundError(
+        "llm_middleware.testing needs pytest, which the 'testing' extra installs: "
+        'pip install "llm-middleware[testing]"',
+        name="pytest",
+    ) from exc
 
 from llm_middleware.contract import AsyncBackend, Backend
 

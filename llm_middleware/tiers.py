@@ -17,12 +17,14 @@ from typing import Any, NamedTuple
 from ._io import Flow, Tier, TierOp, run_async, run_sync
 from .codec import Codec, Envelope, InvalidEntry, Signer, UnsupportedValue
 from .contract import Backend
+from .encryption import EncryptionKeys, Sealer, is_sealed, parse_keys
 from .errors import ConfigurationError
+from .generations import Generations
 from .policy import CachePolicy
 from .stats import CacheStats, Recorders, StatsSnapshot
 from .trace import Trace
 
-__all__ = ["Hit", "MultiLevelCache"]
+__all__ = ["Entry", "Hit", "MultiLevelCache"]
 
 SECRET_ENV = "LLM_MIDDLEWARE_SECRET"
 
@@ -46,6 +48,22 @@ class Hit(NamedTuple):
     stale: bool = False
 
 
+class Entry(NamedTuple):
+    """A tier's entry that answers a call (`MultiLevelCache.entry`)."""
+
+    envelope: Envelope
+    payload: bytes
+    """The codec's bytes: decrypted, or with the signature taken off."""
+    stale_key: bool
+    """Sealed under a retired encryption key: to be written again under the newest."""
+
+
+def _shared(backend: Backend) -> bool:
+    """Whether a tier is reachable from outside this process (encrypted when the cache
+    has a key): the backend's ``shared`` attribute, true when it does not say."""
+    return getattr(backend, "shared", True) is not False
+
+
 def _error_text(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
@@ -58,7 +76,11 @@ class MultiLevelCache:
     and stats (``L1``, ``L2``, ... by default). ``secret`` (or the environment
     variable ``LLM_MIDDLEWARE_SECRET``) signs every stored entry with HMAC-SHA256:
     a list of accepted secrets, newest first, the first one signing; an entry
-    that fails verification is a miss, deleted, and logged.
+    that fails verification is a miss, deleted, and logged. ``encryption_key`` (or
+    ``LLM_MIDDLEWARE_ENCRYPTION_KEY``): base64 keys, newest first, that encrypt every
+    entry written to a shared tier (see ``llm_middleware.encryption``).
+    ``generation_check_s``: how often (at most, in seconds of ``timer``) this
+    process reads the generations a `clear` elsewhere may have changed.
     """
 
     def __init__(
@@ -68,6 +90,8 @@ class MultiLevelCache:
         names: Sequence[str] | None = None,
         timer: Callable[[], float] = time.time,
         secret: str | bytes | Sequence[str | bytes] | None = None,
+        encryption_key: EncryptionKeys | None = None,
+        generation_check_s: float = 5.0,
     ) -> None:
         if not tiers:
             raise ConfigurationError("MultiLevelCache needs at least one tier")
@@ -82,11 +106,18 @@ class MultiLevelCache:
             Tier(n, b, i) for i, (n, b) in enumerate(zip(names, tiers, strict=True))
         )
         self.timer = timer
+        try:
+            self.generations = Generations(self.tiers[-1], generation_check_s, timer)
+        except ValueError as exc:
+            raise ConfigurationError(str(exc)) from exc
         self.codec = Codec()
         try:
             self.signer = Signer(_secrets(secret))
         except ValueError as exc:
             raise ConfigurationError(str(exc)) from exc
+        self.sealer = Sealer(parse_keys(encryption_key))
+        # by tier index: whether entries written there are sealed
+        self._sealed = tuple(self.sealer.enabled and _shared(t.backend) for t in self.tiers)
         self._stats = CacheStats()
         self.recorder = self._stats  # the counters this cache's calls update
 
@@ -101,17 +132,24 @@ class MultiLevelCache:
     # -- the one rule for an answer ---------------------------------------------
 
     def entry(
-        self, key: str, data: bytes | None, codec: Codec, now: float, grace: float = 0.0
-    ) -> Envelope | None:
-        """Whether ``data``, read from a tier under ``key``, answers a call: its envelope
-        when it is a valid entry of the current schema (signature checked) up to
-        ``grace`` seconds past its lifetime at ``now``; ``None`` when absent or expired.
-        Raises `InvalidEntry` for anything else. Every hit, whichever way the call
-        came, passed here: the only place that decides an entry is an answer."""
+        self, index: int, key: str, data: bytes | None, codec: Codec, now: float, grace: float = 0.0
+    ) -> Entry | None:
+        """Whether ``data``, read from tier ``index`` under (physical) ``key``, answers a
+        call: an `Entry` when it is a valid entry of the current schema (decrypted where
+        sealed, else its signature checked) up to ``grace`` seconds past its lifetime at
+        ``now``; ``None`` when absent or expired. Raises `InvalidEntry` for anything
+        else. Every hit, whichever way the call came, passed here: the only place that
+        decides an entry is an answer."""
         if data is None:
             return None
-        envelope = codec.decode(self.signer.verify(key, data))
-        return envelope if envelope.expires + grace > now else None
+        if self._sealed[index] or (self.sealer.enabled and is_sealed(data)):
+            payload, stale_key = self.sealer.open(key, data)
+        else:
+            payload, stale_key = self.signer.verify(key, data), False
+        envelope = codec.decode(payload)
+        if envelope.expires + grace <= now:
+            return None
+        return Entry(envelope, payload, stale_key)
 
     def discard(self, tier: Tier, key: str, exc: InvalidEntry, trace: Trace) -> Flow[None]:
         """What follows an invalid entry found in ``tier``: counted and logged
@@ -132,6 +170,7 @@ class MultiLevelCache:
     ) -> Flow[Hit | None]:
         """Check the tiers in order (from tier ``start``); promote a lower-tier hit
         upwards. An entry up to ``grace`` seconds past its lifetime is a stale hit."""
+        key = yield from self.physical(key, trace)
         now = self.timer()
         debugging = trace.wants(logging.DEBUG)
         for index, tier in enumerate(self.tiers[start:], start):
@@ -142,45 +181,65 @@ class MultiLevelCache:
                 self.report_error(trace, tier, exc, "backend")
                 continue
             try:
-                envelope = self.entry(key, data, codec, now, grace)
+                found = self.entry(index, key, data, codec, now, grace)
             except InvalidEntry as exc:
-                envelope = None
+                found = None
                 yield from self.discard(tier, key, exc, trace)
-            if envelope is None:
+            if found is None:
                 if debugging:
                     trace.debug("cache.lookup", tier=tier.name, hit=False)
                 continue
+            envelope, payload, stale_key = found
             stale = envelope.expires <= now
             if debugging:
                 trace.debug(
                     "cache.lookup", tier=tier.name, hit=True, **({"stale": True} if stale else {})
                 )
+            remaining = envelope.expires + grace - now
+            if stale_key:  # sealed under an older key: once more under the newest
+                yield from self._write((tier,), key, payload, remaining, trace)
             if index and data is not None:
-                remaining = envelope.expires + grace - now
-                yield from self._promote(key, data, remaining, index, trace)
+                plain = None if is_sealed(data) else data
+                yield from self._promote(key, payload, remaining, index, trace, plain)
             return Hit(envelope, tier.name, stale)
         return None
 
-    def _promote(self, key: str, data: bytes, ttl: float, index: int, trace: Trace) -> Flow[None]:
-        to_tiers = yield from self._write(self.tiers[:index], key, data, ttl, trace)
+    def _promote(
+        self, key: str, payload: bytes, ttl: float, index: int, trace: Trace, plain: bytes | None
+    ) -> Flow[None]:
+        to_tiers = yield from self._write(self.tiers[:index], key, payload, ttl, trace, plain)
         if to_tiers:
             trace.stats.promotion()
             trace.debug("cache.promote", from_tier=self.tiers[index].name, to_tiers=to_tiers)
 
     def store(self, key: str, data: bytes, ttl: float, depth: int, trace: Trace) -> Flow[None]:
-        """Write ``data`` (signed when the cache has a secret) to the first ``depth``
-        tiers for ``ttl`` seconds."""
-        data = self.signer.sign(key, data)
+        """Write ``data`` (the codec's bytes) to the first ``depth`` tiers for ``ttl``
+        seconds: encrypted in shared tiers when the cache has a key, else signed when it
+        has a secret."""
+        key = yield from self.physical(key, trace)
         stored = yield from self._write(self.tiers[:depth], key, data, ttl, trace)
         if stored:
             trace.stats.store()
         trace.debug("cache.store", tiers=stored, ttl=ttl)
 
     def _write(
-        self, tiers: Sequence[Tier], key: str, data: bytes, ttl: float, trace: Trace
+        self,
+        tiers: Sequence[Tier],
+        key: str,
+        payload: bytes,
+        ttl: float,
+        trace: Trace,
+        plain: bytes | None = None,
     ) -> Flow[list[str]]:
+        """Write the codec's bytes ``payload`` to ``tiers``: sealed for a sealed tier,
+        else signed (``plain``: that signed form, when the caller has it)."""
         written = []
+        sealed = None
         for tier in tiers:
+            if self._sealed[tier.index]:
+                data = sealed = sealed or self.sealer.seal(key, payload)
+            else:
+                data = plain = plain or self.signer.sign(key, payload)
             if tier.max_value_bytes is not None and len(data) > tier.max_value_bytes:
                 trace.stats.bypass("too_large", whole_call=False)
                 trace.warning(
@@ -285,8 +344,28 @@ class MultiLevelCache:
 
     def _delete_all(self, key: str) -> Flow[None]:
         trace = Trace("MultiLevelCache.delete", key, Recorders(self._stats))
+        key = yield from self.physical(key, trace)
         for tier in self.tiers:
             yield from self._delete_from(tier, key, trace)
+
+    # -- clearing (see llm_middleware/generations.py) -------------------------------
+
+    def physical(self, key: str, trace: Trace) -> Flow[str]:
+        """The key ``key`` is stored under in the current generations."""
+        shared = self.tiers[-1]
+        return self.generations.resolve(
+            key, lambda exc: self.report_error(trace, shared, exc, "backend")
+        )
+
+    def clear(self, namespace: str | None = None) -> None:
+        """Make every entry of ``namespace`` (None: of the whole cache) unreachable,
+        here at once and in other processes sharing the last tier within
+        ``generation_check_s``; the entries themselves expire by their TTL."""
+        run_sync(self.generations.bump(namespace))
+
+    async def aclear(self, namespace: str | None = None) -> None:
+        """`clear` for async code."""
+        await run_async(self.generations.bump(namespace))
 
     def stats(self) -> StatsSnapshot:
         """Hits per tier, misses, bypasses by reason, errors by tier, stores,

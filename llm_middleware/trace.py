@@ -204,11 +204,15 @@ class Counters(Protocol):
     """The counters a call's decisions update (``stats.Recorders`` is one): the trace
     carries them so that each decision is counted where it is logged."""
 
-    def hit(self, tier: str, saved_ms: float, saved_tokens: int) -> None: ...
+    def hit(
+        self, tier: str, saved_ms: float, saved_tokens: int, policy: str | None = None
+    ) -> None: ...
 
-    def miss(self) -> None: ...
+    def miss(self, policy: str | None = None) -> None: ...
 
-    def bypass(self, reason: str, *, whole_call: bool = True) -> None: ...
+    def bypass(
+        self, reason: str, *, whole_call: bool = True, policy: str | None = None
+    ) -> None: ...
 
     def error(self, tier: str) -> None: ...
 
@@ -222,13 +226,13 @@ class _Uncounted:
 
     __slots__ = ()
 
-    def hit(self, tier: str, saved_ms: float, saved_tokens: int) -> None:
+    def hit(self, tier: str, saved_ms: float, saved_tokens: int, policy: str | None = None) -> None:
         pass
 
-    def miss(self) -> None:
+    def miss(self, policy: str | None = None) -> None:
         pass
 
-    def bypass(self, reason: str, *, whole_call: bool = True) -> None:
+    def bypass(self, reason: str, *, whole_call: bool = True, policy: str | None = None) -> None:
         pass
 
     def error(self, tier: str) -> None:

@@ -9,11 +9,16 @@ import pytest
 
 pytest.register_assert_rewrite("llm_middleware.testing")
 
-from backends.memory import MemoryBackend  # noqa: E402 - after the assert-rewrite hook
 from llm_middleware import MultiLevelCache, config  # noqa: E402
+from llm_middleware.backends.memory import MemoryBackend  # noqa: E402 - after the assert-rewrite hook
 from llm_middleware.testing import FakeClock  # noqa: E402
 
-pytest_plugins = ["tests._fixtures_memcached", "tests._fixtures_openai", "tests._fixtures_redis"]
+pytest_plugins = [
+    "tests._fixtures_anthropic",
+    "tests._fixtures_memcached",
+    "tests._fixtures_openai",
+    "tests._fixtures_redis",
+]
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
 

@@ -9,7 +9,9 @@ Start it, point the real ``openai`` client at it, and count what reaches "the LL
         assert reply.choices[0].message.content == "answer #1 to: hi"
         assert server.calls == 1
 
-Only ``POST /v1/chat/completions`` is served; every other path answers an OpenAI-style 404.
+``POST /v1/chat/completions``, ``/v1/embeddings`` (see ``tests/fake_embeddings.py``) and
+``/v1/responses`` (see ``tests/fake_responses.py``) are served; every other path answers an
+OpenAI-style 404. ``calls`` and ``requests`` count the requests of every path.
 
 Answers are deterministic and carry the server's call number, so a cached answer is
 distinguishable from a fresh one: call N answers ``"answer #N to: <last user message>"``
@@ -48,13 +50,14 @@ import contextlib
 import json
 import re
 import socket
+import sys
 import threading
 import time
 from collections import deque
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
-from typing import Any
+from typing import Any, Protocol
 
 JSONDict = dict[str, Any]
 
@@ -90,8 +93,51 @@ class _Reply:
     tokens: int
 
 
+def sse_data(chunks: list[JSONDict]) -> list[str]:
+    """Server-Sent Events of ``data:`` lines only, ended by ``data: [DONE]`` (OpenAI's style)."""
+    return [f"data: {json.dumps(chunk)}\n\n" for chunk in chunks] + ["data: [DONE]\n\n"]
+
+
+class Route(Protocol):
+    """What a path answers: a JSON body, or the text of its Server-Sent Events."""
+
+    def answer(self, body: JSONDict, call: int) -> JSONDict: ...
+
+    def stream(self, body: JSONDict, call: int) -> list[str]: ...
+
+
+class _ChatCompletions:
+    def answer(self, body: JSONDict, call: int) -> JSONDict:
+        return _completion(body, call)
+
+    def stream(self, body: JSONDict, call: int) -> list[str]:
+        return sse_data(_stream_chunks(body, call))
+
+
+def _openai_routes() -> dict[str, Route]:
+    from tests.fake_embeddings import Embeddings
+    from tests.fake_responses import Responses
+
+    return {
+        CHAT_COMPLETIONS_PATH: _ChatCompletions(),
+        "/v1/embeddings": Embeddings(),
+        "/v1/responses": Responses(),
+    }
+
+
 class FakeOpenAIServer:
     """An OpenAI-compatible HTTP server on a free loopback port, run in a daemon thread."""
+
+    base_path = "/v1"
+    """What `base_url` adds to the server's address (the client posts below it)."""
+
+    def routes(self) -> dict[str, Route]:
+        """The paths served, and how each answers."""
+        return _openai_routes()
+
+    def error_body(self, message: str, kind: str, code: str | None) -> JSONDict:
+        """The JSON body of an error answer."""
+        return {"error": {"message": message, "type": kind, "param": None, "code": code}}
 
     def __init__(self) -> None:
         self.delay: float = 0.0
@@ -117,6 +163,7 @@ class FakeOpenAIServer:
         self._stopping.clear()
         httpd = _HTTPServer(("127.0.0.1", 0), _Handler)
         httpd.owner = self
+        httpd.routes = self.routes()
         self._httpd = httpd
         self._thread = threading.Thread(
             target=httpd.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True
@@ -156,7 +203,7 @@ class FakeOpenAIServer:
         """The URL to pass as ``base_url`` to the openai client, e.g. ``http://127.0.0.1:PORT/v1``."""
         if self._httpd is None:
             raise RuntimeError("FakeOpenAIServer is not running; call start() first")
-        return f"http://127.0.0.1:{self._httpd.server_address[1]}/v1"
+        return f"http://127.0.0.1:{self._httpd.server_address[1]}{self.base_path}"
 
     # -- observation and control ---------------------------------------------------------------
 
@@ -221,6 +268,12 @@ class FakeOpenAIServer:
 class _HTTPServer(ThreadingHTTPServer):
     daemon_threads = True
     owner: FakeOpenAIServer
+    routes: dict[str, Route]
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that drops its keep-alive connection is no error of the server's."""
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -242,7 +295,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        if self.path.split("?")[0] != CHAT_COMPLETIONS_PATH:
+        route = self.server.routes.get(self.path.split("?")[0])
+        if route is None:
             self._not_found()
             return
         try:
@@ -260,9 +314,9 @@ class _Handler(BaseHTTPRequestHandler):
             elif admission.failure is not None:
                 self._send_failure(admission.failure, admission.call)
             elif body.get("stream"):
-                self._send_stream(admission, _stream_chunks(body, admission.call))
+                self._send_stream(admission, route.stream(body, admission.call))
             else:
-                self._send_json(200, _completion(body, admission.call), admission.call)
+                self._send_json(200, route.answer(body, admission.call), admission.call)
         except OSError:  # the client went away (timeout, abandoned stream)
             self.close_connection = True
 
@@ -294,8 +348,8 @@ class _Handler(BaseHTTPRequestHandler):
         call: int = 0,
         headers: dict[str, str] | None = None,
     ) -> None:
-        error = {"message": message, "type": kind, "param": None, "code": code}
-        self._send_json(status, {"error": error}, call, headers)
+        error = self.server.owner.error_body(message, kind, code)
+        self._send_json(status, error, call, headers)
 
     def _send_json(
         self,
@@ -315,7 +369,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(data)
         self.wfile.flush()
 
-    def _send_stream(self, admission: _Admission, chunks: list[JSONDict]) -> None:
+    def _send_stream(self, admission: _Admission, events: list[str]) -> None:
         owner = self.server.owner
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream; charset=utf-8")
@@ -323,7 +377,6 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Transfer-Encoding", "chunked")
         self.send_header("x-request-id", f"req_fake_{admission.call}")
         self.end_headers()
-        events = [f"data: {json.dumps(chunk)}\n\n" for chunk in chunks] + ["data: [DONE]\n\n"]
         for sent, event in enumerate(events):
             if sent == admission.break_after or not owner._wait(owner.chunk_delay):
                 # Drop the connection without the terminating zero-length chunk.

@@ -18,7 +18,7 @@ __all__ = ["ask_in_a_new_process"]
 
 ASK = """
 import importlib, json, os, sys
-from backends.memory import MemoryBackend
+from llm_middleware.backends.memory import MemoryBackend
 from llm_middleware import MultiLevelCache, cache_by_intent
 
 module, _, name = sys.argv[1].partition(":")

@@ -14,7 +14,6 @@ from typing import Any, cast
 import pytest
 from structlog.testing import capture_logs
 
-from backends.memory import MemoryBackend
 from llm_middleware import (
     CachePolicy,
     ConfigurationError,
@@ -27,6 +26,7 @@ from llm_middleware import (
     configure,
     load_backend,
 )
+from llm_middleware.backends.memory import MemoryBackend
 from llm_middleware.config import TIERS_ENV
 
 Events = list[MutableMapping[str, Any]]
@@ -313,9 +313,9 @@ def test_unknown_backend_in_the_environment_fails_the_first_call_loudly(
 @pytest.mark.parametrize(
     ("make", "valid"),
     [
-        (lambda: backend_from_url("memory://?max_size=5"), "maxsize, timer, ttl"),
-        (lambda: load_backend("memory", ttl_seconds=5), "maxsize, timer, ttl"),
-        (lambda: configure(tiers="memory://?maxsize=5&tll=60"), "maxsize, timer, ttl"),
+        (lambda: backend_from_url("memory://?max_size=5"), "maxsize, shared, timer, ttl"),
+        (lambda: load_backend("memory", ttl_seconds=5), "maxsize, shared, timer, ttl"),
+        (lambda: configure(tiers="memory://?maxsize=5&tll=60"), "maxsize, shared, timer, ttl"),
         (lambda: backend_from_url("memcached://127.0.0.1:11211?timeout_ms=5"), "timeout"),
     ],
     ids=["url", "load_backend", "configure", "memcached_url"],

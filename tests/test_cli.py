@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -68,7 +69,7 @@ def test_backends_lists_registered_names() -> None:
     """``backends`` names each registered backend and whether it loads."""
     done = run("backends")
     memory = next(line for line in done.stdout.splitlines() if line.startswith("memory "))
-    assert "backends.memory:MemoryBackend" in memory and memory.endswith("ok")
+    assert "llm_middleware.backends.memory:MemoryBackend" in memory and memory.endswith("ok")
 
 
 def test_stats_of_a_json_log_match_the_in_process_stats(
@@ -132,3 +133,94 @@ def test_stats_shows_progress_on_a_terminal(tmp_path: Path) -> None:
     assert b"lines read: 200000" in done.stdout
     piped = run("stats", str(log))
     assert piped.stderr == ""
+
+
+def test_version_is_the_installed_distributions() -> None:
+    """``--version`` prints the version pip knows, which is ``llm_middleware.__version__``."""
+    import importlib.metadata
+
+    import llm_middleware
+
+    done = run("--version")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == f"llm-middleware {importlib.metadata.version('llm-middleware')}"
+    assert llm_middleware.__version__ == importlib.metadata.version("llm-middleware")
+
+
+PLUGIN_METADATA = """Metadata-Version: 2.1
+Name: example-vector-store
+Version: 1.0
+Provides-Extra: vectors
+Requires-Dist: not-installed-vectors>=1; extra == "vectors"
+"""
+
+
+def test_backends_table_aligns_and_names_the_extra_for_a_missing_module(tmp_path: Path) -> None:
+    """Columns line up past long names; a missing module names the extra that installs it."""
+    (tmp_path / "vector_plugin.py").write_text("import not_installed_vectors\n")
+    info = tmp_path / "example_vector_store-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(PLUGIN_METADATA)
+    (info / "entry_points.txt").write_text(
+        "[llm_middleware.backends]\nvectors+very-long-scheme = vector_plugin:VectorBackend\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "llm_middleware", "backends"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env={**os.environ, "PYTHONPATH": str(tmp_path)},
+    )
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    rows = {line.split()[0]: line for line in lines}
+    assert {"memory", "redis+cluster", "vectors+very-long-scheme"} <= set(rows)
+    # every column starts at the same offset on every line
+    for column in ("llm_middleware.backends.memory:MemoryBackend", "llm-middleware  ", "ok"):
+        assert column in rows["memory"]
+    starts = {
+        line.index("llm_middleware.backends.")
+        for line in lines
+        if line.split()[0] != "vectors+very-long-scheme" and "llm_middleware.backends." in line
+    }
+    assert len(starts) == 1
+    header = lines[0]
+    for name, row in rows.items():
+        if name == "name":
+            continue
+        assert row.index(row.split()[1]) == header.index("entry point"), row
+        assert row.index(row.split()[2]) == header.index("package"), row
+        assert row.index(row.split()[3]) == header.index("status"), row
+    assert rows["vectors+very-long-scheme"].endswith(
+        "fails to load: No module named 'not_installed_vectors'"
+        ' (pip install "example-vector-store[vectors]")'
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "status"),
+    [
+        (("--version",), 0),  # argparse drops a message it cannot write, then exits 0
+        (("backends",), 141),
+        (("demo", "--latency", "0"), 141),
+        (("classify", "What is DNS?"), 141),
+    ],
+)
+def test_a_reader_that_stops_early_gets_no_traceback(args: tuple[str, ...], status: int) -> None:
+    """Like ``llm-middleware ... | head -1``: the pipe closes first; the command ends quietly."""
+    reader, writer = os.pipe()
+    os.close(reader)  # closed before the interpreter has even started: every write fails
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "llm_middleware", *args],
+            stdout=writer,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    finally:
+        os.close(writer)
+    assert done.stderr == ""
+    assert done.returncode == status

@@ -17,8 +17,8 @@ import pytest
 import structlog
 from structlog.testing import capture_logs
 
-from backends.memory import MemoryBackend
 from llm_middleware import MultiLevelCache, cache_by_intent, configure
+from llm_middleware.backends.memory import MemoryBackend
 from llm_middleware.codec import Codec
 from llm_middleware.testing import FakeClock
 

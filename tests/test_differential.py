@@ -21,8 +21,8 @@ import pytest
 import structlog
 from structlog.testing import LogCapture
 
-from backends.memory import MemoryBackend
 from llm_middleware import MultiLevelCache, bypass, cache_by_intent, configure, use_policy
+from llm_middleware.backends.memory import MemoryBackend
 from llm_middleware.policy import CachePolicy
 from llm_middleware.testing import FakeClock
 

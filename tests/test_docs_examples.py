@@ -6,6 +6,8 @@ process defaults. The conventions a page can rely on:
 
 * ``OpenAI()`` works: every page gets a local `FakeOpenAIServer`, named by the environment
   variables ``OPENAI_BASE_URL`` and ``OPENAI_API_KEY`` that the real client reads.
+* ``Anthropic()`` works on a page whose examples mention ``anthropic``: it gets a local
+  `FakeAnthropicServer`, named by ``ANTHROPIC_BASE_URL`` and ``ANTHROPIC_API_KEY``.
 * A page whose examples mention an environment variable of `SERVICES` gets that server, really
   running, its address in the variable: ``MEMCACHED_SERVERS`` (``host:port``, a real
   memcached) and ``REDIS_URL`` (a real redis-server). Without the binary the page is skipped,
@@ -41,6 +43,7 @@ from pathlib import Path
 import pytest
 import structlog
 
+from tests.fake_anthropic import FakeAnthropicServer
 from tests.fake_openai import FakeOpenAIServer
 from tests.memcached_servers import MemcachedServer, find_memcached
 
@@ -232,6 +235,11 @@ def test_page_examples_run(
             if variable in runnable:
                 address = stack.enter_context(contextlib.contextmanager(service)())
                 monkeypatch.setenv(variable, address)
+        if re.search(r"\banthropic\b", runnable):
+            pytest.importorskip("anthropic")
+            claude = stack.enter_context(FakeAnthropicServer())
+            monkeypatch.setenv("ANTHROPIC_BASE_URL", claude.base_url)
+            monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-docs-examples")
         stack.enter_context(_restored_logging())
         name = "docs_example_" + re.sub(r"\W", "_", page.stem)
         run_page(blocks, name)

@@ -29,8 +29,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from structlog.testing import capture_logs
 
-from backends.memory import MemoryBackend
 from llm_middleware import MultiLevelCache, cache_by_intent, codec
+from llm_middleware.backends.memory import MemoryBackend
 from llm_middleware.codec import Codec, Envelope, InvalidEntry, Signer
 from llm_middleware.testing import FakeClock
 

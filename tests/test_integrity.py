@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from structlog.testing import capture_logs
 
-from backends.memory import MemoryBackend
 from llm_middleware import ConfigurationError, MultiLevelCache, cache_by_intent, configure
+from llm_middleware.backends.memory import MemoryBackend
 from llm_middleware.testing import FakeClock
 
 from .conftest import Counter

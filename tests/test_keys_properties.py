@@ -22,8 +22,8 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from structlog.testing import capture_logs
 
-from backends.memory import MemoryBackend
 from llm_middleware import MultiLevelCache, cache_by_intent
+from llm_middleware.backends.memory import MemoryBackend
 from llm_middleware.keys import UnkeyableError, make_key, namespace_part
 
 MEMCACHED_SAFE = re.compile(r"[\x21-\x7e]{1,250}")

@@ -13,7 +13,7 @@ pytest.importorskip("pymemcache")
 
 from pymemcache.exceptions import MemcacheError, MemcacheIllegalInputError
 
-from backends.memcached import (
+from llm_middleware.backends.memcached import (
     DEFAULT_MAX_VALUE_BYTES,
     MAX_RELATIVE_EXPIRY,
     MemcachedBackend,

@@ -15,9 +15,9 @@ from structlog.testing import capture_logs
 
 pytest.importorskip("pymemcache")
 
-from backends.memcached import MemcachedBackend
-from backends.memory import MemoryBackend
 from llm_middleware import MultiLevelCache, cache_by_intent
+from llm_middleware.backends.memcached import MemcachedBackend
+from llm_middleware.backends.memory import MemoryBackend
 from tests.memcached_servers import MemcachedServer
 
 WORKER = """

@@ -18,7 +18,6 @@ import pytest
 import structlog
 from structlog.testing import LogCapture
 
-from backends.memory import MemoryBackend
 from llm_middleware import (
     CachePolicy,
     IntentRules,
@@ -30,6 +29,7 @@ from llm_middleware import (
     refresh,
     use_policy,
 )
+from llm_middleware.backends.memory import MemoryBackend
 from llm_middleware.standin import MEMO_DATA
 from llm_middleware.testing import FakeClock
 

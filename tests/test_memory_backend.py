@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import pytest
 
-from backends.memory import MemoryBackend
+from llm_middleware.backends.memory import MemoryBackend
 from llm_middleware.testing import BackendContract, FakeClock
 
 

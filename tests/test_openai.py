@@ -306,7 +306,7 @@ def test_a_hit_looks_like_an_answer_without_a_request(
 
 def test_streams_are_never_served_stale(openai_server: FakeOpenAIServer) -> None:
     """With ``stale_ttl``, a plain answer may be served stale, a stream never is."""
-    from backends.memory import MemoryBackend
+    from llm_middleware.backends.memory import MemoryBackend
     from llm_middleware.testing import FakeClock
 
     clock = FakeClock(1_000_000.0)

@@ -18,20 +18,20 @@ import redis
 from redis.exceptions import RedisClusterException
 from structlog.testing import capture_logs
 
-from backends.memory import MemoryBackend
-from backends.redis import (
-    RedisBackend,
-    RedisClusterBackend,
-    RedisTLSBackend,
-    RedisUnavailable,
-    _px,
-)
 from llm_middleware import (
     ConfigurationError,
     MultiLevelCache,
     backend_from_url,
     cache_by_intent,
     registry,
+)
+from llm_middleware.backends.memory import MemoryBackend
+from llm_middleware.backends.redis import (
+    RedisBackend,
+    RedisClusterBackend,
+    RedisTLSBackend,
+    RedisUnavailable,
+    _px,
 )
 from llm_middleware.contract import Backend
 from llm_middleware.testing import BackendContract
@@ -269,7 +269,9 @@ def registered(monkeypatch: pytest.MonkeyPatch) -> None:
         ("rediss", "RedisTLSBackend"),
         ("redis+cluster", "RedisClusterBackend"),
     ]:
-        entry_points[name] = EntryPoint(name, f"backends.redis:{cls}", registry.GROUP)
+        entry_points[name] = EntryPoint(
+            name, f"llm_middleware.backends.redis:{cls}", registry.GROUP
+        )
     monkeypatch.setattr(registry, "_entry_points", entry_points)
 
 
@@ -341,8 +343,8 @@ def test_add_is_atomic_and_takes_stampede_locks(redis_server: RedisServer) -> No
     """``add`` stores only an absent key, so Redis can hold cross-process locks."""
     import asyncio
 
-    from backends.memory import MemoryBackend
     from llm_middleware import MultiLevelCache
+    from llm_middleware.backends.memory import MemoryBackend
 
     backend = RedisBackend.from_url(redis_server.url.split("://", 1)[1])
     assert backend.add("lock", b"1", 5) is True

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-from backends.memory import MemoryBackend
 from llm_middleware import (
     ConfigurationError,
     backend_from_url,
@@ -12,6 +11,7 @@ from llm_middleware import (
     configure,
     load_backend,
 )
+from llm_middleware.backends.memory import MemoryBackend
 from llm_middleware.config import default_cache
 
 from .conftest import Counter
@@ -37,7 +37,10 @@ def test_unknown_backend_lists_the_registered_names() -> None:
 @pytest.mark.parametrize(
     ("url", "message"),
     [
-        ("memory://?maxsize=100&tll=300", "no option 'tll'; valid options: maxsize, timer, ttl"),
+        (
+            "memory://?maxsize=100&tll=300",
+            "no option 'tll'; valid options: maxsize, shared, timer, ttl",
+        ),
         ("memory://?maxsize=many", "maxsize='many' is not a int"),
         ("memory://somewhere?maxsize=1", "takes no location"),
         ("memory:/?x", "not a backend URL"),

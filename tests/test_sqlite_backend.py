@@ -16,7 +16,6 @@ from typing import Any
 import pytest
 from structlog.testing import capture_logs
 
-from backends.sqlite import SQLiteBackend, path_from_location
 from llm_middleware import (
     ConfigurationError,
     MultiLevelCache,
@@ -24,6 +23,7 @@ from llm_middleware import (
     cache_by_intent,
     registry,
 )
+from llm_middleware.backends.sqlite import SQLiteBackend, path_from_location
 from llm_middleware.contract import Backend
 from llm_middleware.testing import BackendContract, FakeClock
 from tests.second_process import ask_in_a_new_process
@@ -115,7 +115,9 @@ def test_backend_from_url(
 def registered(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     """The ``sqlite`` entry point as pyproject.toml declares it, registered for this test."""
     entry_points = dict(registry.registered_backends())
-    entry_points["sqlite"] = EntryPoint("sqlite", "backends.sqlite:SQLiteBackend", registry.GROUP)
+    entry_points["sqlite"] = EntryPoint(
+        "sqlite", "llm_middleware.backends.sqlite:SQLiteBackend", registry.GROUP
+    )
     monkeypatch.setattr(registry, "_entry_points", entry_points)
     return entry_points
 
@@ -209,7 +211,7 @@ def test_a_long_answer_survives_a_restart(tmp_path: Path) -> None:
 
 HAMMER = """
 import json, sys, time
-from backends.sqlite import SQLiteBackend
+from llm_middleware.backends.sqlite import SQLiteBackend
 
 path, me, start = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
 time.sleep(max(0.0, start - time.time()))  # both processes open the new file at once

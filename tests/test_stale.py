@@ -9,8 +9,8 @@ import threading
 import pytest
 from structlog.testing import capture_logs
 
-from backends.memory import MemoryBackend
 from llm_middleware import MultiLevelCache, cache_by_intent
+from llm_middleware.backends.memory import MemoryBackend
 from llm_middleware.testing import FakeClock
 
 

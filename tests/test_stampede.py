@@ -163,8 +163,8 @@ def test_refresh_does_not_accept_the_old_answer_while_waiting_on_a_lock(
 ) -> None:
     """Under ``refresh()``, waiting on another process's lock never ends in the stale
     answer that refresh is meant to replace."""
-    from backends.memcached import MemcachedBackend
     from llm_middleware import refresh
+    from llm_middleware.backends.memcached import MemcachedBackend
 
     shared = MemcachedBackend(servers=memcached_server.address, timeout=1.0)
     cache = MultiLevelCache([shared])

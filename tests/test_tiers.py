@@ -8,8 +8,8 @@ from collections.abc import Callable
 import pytest
 from structlog.testing import capture_logs
 
-from backends.memory import MemoryBackend
 from llm_middleware import CachePolicy, ConfigurationError, MultiLevelCache, cache_by_intent
+from llm_middleware.backends.memory import MemoryBackend
 from llm_middleware.testing import FakeClock
 
 from .conftest import Counter
