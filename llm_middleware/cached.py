@@ -13,6 +13,7 @@ from typing import Any
 from . import config
 from ._binding import Binder
 from ._io import Flow, run_async, run_sync
+from .argkey import SCALARS, argument_key
 from .chain import (
     BuildKey,
     CallContext,
@@ -25,15 +26,14 @@ from .chain import (
 )
 from .codec import Codec, Envelope
 from .contract import NO_VALUE
-from .control import neutral
+from .control import no_control_block
 from .errors import DecorationError
 from .flow import FlowOptions, ResultAdapter, Revalidations, cached_call
 from .hits import inline_tier, read_first, report_hit, settle
+from .intent_text import intent_reader
 from .memo import DecisionMemo
 from .options import CacheOptions
-from .prompt import intent_reader
 from .singleflight import AsyncFlights, Flights
-from .standin import SCALARS, stand_in
 from .stats import CacheStats, Recorders
 from .tiers import MultiLevelCache
 from .trace import Trace, current_output
@@ -152,8 +152,8 @@ class CachedFunction:
         arguments = None
         trace: Trace | None = None  # made once per call: its events share one call_id
         start = -1  # the tier the flow's lookup starts from; -1: tier 1 not read yet
-        if memo is not None and instance is None and neutral():
-            arguments = stand_in(args, kwargs)
+        if memo is not None and instance is None and no_control_block():
+            arguments = argument_key(args, kwargs)
             if arguments is not None:
                 decision = memo.recall(arguments, config.generation())
                 if decision is not None:  # these arguments were decided before

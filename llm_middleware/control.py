@@ -18,7 +18,7 @@ __all__ = [
     "bypass",
     "current_mode",
     "current_policy",
-    "neutral",
+    "no_control_block",
     "refresh",
     "use_policy",
 ]
@@ -68,6 +68,6 @@ def current_policy() -> CachePolicy | None:
     return _policy.get()
 
 
-def neutral() -> bool:
+def no_control_block() -> bool:
     """No control block around the call: normal mode, no forced policy."""
     return _mode.get() == "normal" and _policy.get() is None

@@ -200,12 +200,12 @@ def cached_call(
     try:
         if outcome.hit is not None:  # another process answered while we waited
             answer = _answer_hit(ctx, outcome.hit, started, adapter)
-            return answer if leader else _private(answer)
+            return answer if leader else _own_copy(answer)
         value, ms = outcome.value, outcome.ms
         trace.debug("cache.call", duration_ms=round(ms, 3))
         if not leader:  # another caller's in-flight call answered this one
             report_hit(trace.stats, trace, "inflight", ctx.policy.value, started, ms, 0)
-            return _private(value)
+            return _own_copy(value)
         trace.stats.miss(ctx.policy.value)
         store_now = True
         if adapter is not None:
@@ -223,7 +223,7 @@ def cached_call(
 _IMMUTABLE = frozenset({str, int, float, bool, bytes, type(None)})
 
 
-def _private(value: Any) -> Any:
+def _own_copy(value: Any) -> Any:
     """A copy of a value shared by concurrent callers, so that one caller's mutation
     is not another's surprise (as with separate calls, or separate cache hits)."""
     if type(value) in _IMMUTABLE:

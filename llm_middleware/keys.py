@@ -26,8 +26,8 @@ from typing import Any
 
 import orjson
 
+from .argkey import ArgumentKey, argument_key
 from .bounded import BoundedMemo
-from .standin import StandIn, stand_in
 
 __all__ = [
     "KEY_SCHEMA",
@@ -212,17 +212,17 @@ _MEMO_SIZE = 4096
 class KeyMemo:
     """The keys one function's calls already had: a repeated call of short scalar
     arguments -- the common ``chat(prompt, model)`` -- skips JSON and hashing. Known
-    by the arguments' `stand_in` (scalars only: for data it would cost the key's
+    by the arguments' `argument_key` (scalars only: for data it would cost the key's
     price again)."""
 
     __slots__ = ("_keys", "fn")
 
     def __init__(self, fn: str) -> None:
         self.fn = fn
-        self._keys: BoundedMemo[StandIn, str] = BoundedMemo(_MEMO_SIZE)
+        self._keys: BoundedMemo[ArgumentKey, str] = BoundedMemo(_MEMO_SIZE)
 
     def key(self, arguments: Mapping[str, Any], namespace: str | None) -> str:
-        probe = stand_in((namespace,), arguments, data=False)
+        probe = argument_key((namespace,), arguments, data=False)
         if probe is not None:
             key = self._keys.get(probe)
             if key is not None:

@@ -41,8 +41,8 @@ from .chain import (
 from .codec import Codec, register_type
 from .flow import store_value
 from .hits import report_hit
+from .intent_text import last_user_text
 from .policy import CachePolicy, Classifier, IntentRules
-from .prompt import last_user_text
 from .stats import CacheStats, Recorders, StatsSnapshot
 from .tiers import MultiLevelCache
 from .trace import Trace

@@ -16,8 +16,8 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
+from .argkey import ArgumentKey, fingerprint
 from .bounded import BoundedMemo
-from .standin import StandIn, fingerprint
 
 __all__ = ["Decision", "DecisionMemo"]
 
@@ -34,7 +34,7 @@ class Decision(NamedTuple):
 
 
 class DecisionMemo:
-    """The decisions of one decorated function's calls, by the arguments' `stand_in`.
+    """The decisions of one decorated function's calls, by the arguments' `argument_key`.
 
     Bounded (`BoundedMemo`); thread-safe as a dict is (a lost race only costs a
     second run of the steps)."""
@@ -42,11 +42,11 @@ class DecisionMemo:
     __slots__ = ("_decisions",)
 
     def __init__(self, size: int = _MAX_DECISIONS) -> None:
-        self._decisions: BoundedMemo[StandIn, Decision] = BoundedMemo(size)
+        self._decisions: BoundedMemo[ArgumentKey, Decision] = BoundedMemo(size)
 
     def remember(
         self,
-        arguments: StandIn,
+        arguments: ArgumentKey,
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
         key: str,
@@ -54,7 +54,7 @@ class DecisionMemo:
         generation: int,
     ) -> None:
         """Keep the decision ``(key, policy)`` for the arguments ``arguments`` (their
-        `stand_in`) stands for. ``generation``: the configuration's, read before the
+        `argument_key`) stands for. ``generation``: the configuration's, read before the
         steps ran. Data that another thread changed while the steps ran (its
         fingerprint is no longer ``arguments``) is not kept: its key may be the other
         content's."""
@@ -62,8 +62,8 @@ class DecisionMemo:
             return
         self._decisions.put(arguments, Decision(key, policy, generation))
 
-    def recall(self, arguments: StandIn, generation: int) -> Decision | None:
-        """The decision kept for ``arguments`` (a `stand_in`), if it was made under the
+    def recall(self, arguments: ArgumentKey, generation: int) -> Decision | None:
+        """The decision kept for ``arguments`` (a `argument_key`), if it was made under the
         configuration ``generation``."""
         decision = self._decisions.get(arguments)
         if decision is None or decision.generation != generation:

@@ -29,8 +29,8 @@ from llm_middleware import (
     refresh,
     use_policy,
 )
+from llm_middleware.argkey import MEMO_DATA
 from llm_middleware.backends.memory import MemoryBackend
-from llm_middleware.standin import MEMO_DATA
 from llm_middleware.testing import FakeClock
 
 from .conftest import Counter

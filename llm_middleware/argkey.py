@@ -1,7 +1,7 @@
-"""The argument stand-in: what a memo knows a call's arguments by.
+"""Argument keys: what a memo knows a call's arguments by.
 
-A stand-in is hashable and equal for two calls exactly when their arguments are
-alike for every decision made from them: short scalars of equal value *and type*,
+An argument key is hashable and equal for two calls exactly when their arguments
+are alike for every decision made from them: short scalars of equal value *and type*,
 or plain JSON data with equal JSON (`fingerprint`). Pure; used by the memo of
 decisions (``memo``) and the memo of keys (``keys``).
 """
@@ -16,10 +16,10 @@ import orjson
 
 from ._plain import plain_size
 
-__all__ = ["MEMO_DATA", "MEMO_TEXT", "SCALARS", "StandIn", "fingerprint", "stand_in"]
+__all__ = ["MEMO_DATA", "MEMO_TEXT", "SCALARS", "ArgumentKey", "argument_key", "fingerprint"]
 
-StandIn: TypeAlias = Hashable
-"""What `stand_in` returns: a tuple of scalars and their types, or a digest."""
+ArgumentKey: TypeAlias = Hashable
+"""What `argument_key` returns: a tuple of scalars and their types, or a digest."""
 
 SCALARS = frozenset({str, int, float, bool, type(None)})
 """Argument types that stand for themselves (with their type)."""
@@ -34,9 +34,9 @@ their key costs and saves the rest of the steps, which weigh less the larger the
 data; a call over the limit pays for the walk up to it."""
 
 
-def stand_in(
+def argument_key(
     args: tuple[Any, ...], kwargs: Mapping[str, Any], *, data: bool = True
-) -> StandIn | None:
+) -> ArgumentKey | None:
     """A hashable stand-in for a call's arguments, or ``None`` when they are not
     remembered. Short scalars stand for themselves, with their types (so that 1, 1.0
     and True stay apart); positional strings alone are the bare tuple (no other
