@@ -26,10 +26,12 @@ Install it with the ``testing`` extra: ``pip install "llm-middleware[testing]"``
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import multiprocessing
 import threading
 import time
 from collections.abc import Callable, Iterator
-from typing import ClassVar
+from typing import Any, ClassVar
 
 try:
     import pytest
@@ -42,7 +44,7 @@ except ModuleNotFoundError as exc:  # pragma: no cover - exercised in a venv wit
         name="pytest",
     ) from exc
 
-from llm_middleware.contract import AsyncBackend, Backend
+from llm_middleware.contract import AsyncBackend, AtomicAdd, Backend
 
 __all__ = ["BackendContract", "FakeClock"]
 
@@ -79,6 +81,19 @@ class BackendContract:
     expiry_grace: ClassVar[float] = 2.0
     #: Largest value the large-value test stores (also capped by ``max_value_bytes``).
     large_value_bytes: ClassVar[int] = 100_000
+    #: ``True``: the backend has the atomic ``add`` of `AtomicAdd` (checked both ways).
+    atomic_add: ClassVar[bool] = False
+
+    def same_store(self, backend: Backend) -> str | None:
+        """How another process reaches the store ``backend`` uses: a backend URL
+        (``"memcached://127.0.0.1:11211"``); needed with ``atomic_add``, so that ``add``
+        is checked across processes."""
+        return None
+
+    def stalled(self, backend: Backend) -> contextlib.AbstractContextManager[None] | None:
+        """A context in which the store does not answer (a paused server), for the
+        "async never blocks the loop" test; ``None`` for an in-process store."""
+        return None
 
     def make_backend(self, timer: Callable[[], float] | None) -> Backend:
         """Return a fresh, empty backend; ``timer`` is a `FakeClock` iff ``fake_clock``."""
@@ -245,3 +260,102 @@ class BackendContract:
         backend.set("contract:k", b"v", 60)
         backend.close()
         backend.close()
+
+    def test_async_never_blocks_the_loop(self, backend: Backend) -> None:
+        """While a read waits on the store (stalled where `stalled` can), the event
+        loop keeps running other tasks: through the async twin, or the worker thread
+        the core runs a sync backend in."""
+        from llm_middleware._io import Tier  # the core's own async path to a backend
+
+        tier = Tier("contract", backend)
+        backend.set("contract:loop", b"v", 60)
+        ticks = 0
+
+        async def ticker() -> None:
+            nonlocal ticks
+            while True:
+                ticks += 1
+                await asyncio.sleep(0.01)
+
+        async def read() -> object:
+            task = asyncio.create_task(ticker())
+            await asyncio.sleep(0)
+            try:
+                return await tier.aget("contract:loop")
+            except Exception as exc:  # a stalled store times out: that is its answer
+                return exc
+            finally:
+                task.cancel()
+
+        stall = self.stalled(backend)
+        if stall is None:
+            assert asyncio.run(read()) == b"v"
+            assert ticks >= 1
+            return
+        with stall:
+            asyncio.run(read())
+        assert ticks >= 5, f"the loop ran {ticks} ticks while a read waited"
+
+    def test_atomic_add_is_declared(self, backend: Backend) -> None:
+        """``atomic_add`` says whether the backend has ``add``: the cache takes its
+        cross-process locks only in a tier that does."""
+        assert isinstance(backend, AtomicAdd) is self.atomic_add
+
+    def test_atomic_add_under_threads(self, backend: Backend) -> None:
+        """Of 8 threads adding one key at once, exactly one stores; a present key is
+        never replaced; after ``delete`` the key can be added again."""
+        if not self.atomic_add:
+            assert not hasattr(backend, "add")
+            return
+        adder: Any = backend
+        barrier = threading.Barrier(8)
+        won: list[bool] = []
+
+        def add(n: int) -> None:
+            barrier.wait(timeout=10)
+            won.append(adder.add("contract:add", f"{n}".encode(), 60))
+
+        threads = [threading.Thread(target=add, args=(n,)) for n in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=30)
+        assert sorted(won) == [False] * 7 + [True]
+        stored = backend.get("contract:add")
+        assert adder.add("contract:add", b"again", 60) is False
+        assert backend.get("contract:add") == stored
+        backend.delete("contract:add")
+        assert adder.add("contract:add", b"after", 60) is True
+
+    def test_atomic_add_across_processes(self, backend: Backend) -> None:
+        """Of 4 processes adding one key at once, exactly one stores."""
+        if not self.atomic_add:
+            assert not hasattr(backend, "add")
+            return
+        url = self.same_store(backend)
+        assert url is not None, "atomic_add: define same_store to reach the store"
+        # fork where there is one (fast); each child makes its own backend from the URL
+        methods = multiprocessing.get_all_start_methods()
+        context = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
+        start = context.Event()
+        results = context.Queue()
+        children = [
+            context.Process(target=_add_in_child, args=(url, start, results, n)) for n in range(4)
+        ]
+        for child in children:
+            child.start()
+        start.set()
+        won = [results.get(timeout=60) for _ in children]
+        for child in children:
+            child.join(timeout=30)
+        assert sorted(won) == [False] * 3 + [True]
+
+
+def _add_in_child(url: str, start: Any, results: Any, n: int) -> None:
+    """In a child process: the backend of ``url``, then, at the start, one ``add``."""
+    from llm_middleware import backend_from_url
+
+    backend: Any = backend_from_url(url)
+    start.wait(30)
+    results.put(bool(backend.add("contract:add-processes", f"{n}".encode(), 60)))
+    backend.close()
