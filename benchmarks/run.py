@@ -35,6 +35,7 @@ from benchmarks.logstats import log_stats
 from benchmarks.memcached import memcached_hit
 from benchmarks.report import Row, print_table, write_json
 from benchmarks.stampede import stampede
+from benchmarks.telemetry import telemetry
 from benchmarks.workloads import Tracing
 
 SECTIONS: dict[str, Callable[[Context], list[Row]]] = {
@@ -45,6 +46,7 @@ SECTIONS: dict[str, Callable[[Context], list[Row]]] = {
     "miss": miss_overhead,
     "size": size_scaling,
     "stampede": stampede,
+    "telemetry": telemetry,
     "logstats": log_stats,
 }
 

@@ -20,6 +20,7 @@ from .errors import (
     LLMMiddlewareError,
     SkipCache,
 )
+from .observation import observe
 from .policy import (
     POLICY_TTL,
     CachePolicy,
@@ -58,6 +59,7 @@ __all__ = [
     "configure",
     "determine_cache_policy",
     "load_backend",
+    "observe",
     "refresh",
     "use_policy",
 ]

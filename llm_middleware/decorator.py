@@ -182,7 +182,9 @@ class _CachedFunction:
                 recorders = self._recorders
                 if recorders is None or recorders.targets[0] is not cache.recorder:
                     recorders = self.recorders(cache)
-                answer, first = shortcut.read(cache, decision, recorders, may_block=may_block)
+                answer, first = shortcut.read(
+                    cache, decision, recorders, may_block=may_block, arguments=(args, kwargs)
+                )
                 if answer is not MISSING:
                     return answer, None
                 if first is not None and first.data is None and first.error is None:
@@ -202,7 +204,12 @@ class _CachedFunction:
         if first is None and ctx.read and ctx.key is not None and ctx.policy is not None:
             decision = Decision(ctx.key, ctx.policy.value)
             answer, first = shortcut.read(
-                cache, decision, recorders, may_block=may_block, started=started
+                cache,
+                decision,
+                recorders,
+                may_block=may_block,
+                started=started,
+                arguments=(args, kwargs),
             )
             if answer is not MISSING:
                 return answer, None

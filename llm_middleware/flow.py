@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from . import listeners
 from ._io import Call, Flow, Op, run_async, run_sync
 from .chain import DEGRADED, CallContext
 from .codec import Codec, UnsupportedValue
@@ -170,7 +171,7 @@ def cached_call(
         trace.stats.bypass(ctx.skip, policy=None if ctx.policy is None else ctx.policy.value)
         value, ms = yield Call(call)
         trace.debug("cache.call", duration_ms=round(ms, 3))
-        _result(trace, "bypass", None, ctx, started, 0.0, 0)
+        _result(trace, "bypass", None, ctx, started, 0.0, 0, value=value)
         return value
     assert ctx.key is not None and ctx.policy is not None
     shared = adapter is None or adapter.shareable(ctx)
@@ -202,7 +203,7 @@ def cached_call(
         trace.debug("cache.call", duration_ms=round(ms, 3))
         if not leader:  # another caller's in-flight call answered this one
             trace.stats.hit("inflight", ms, 0, ctx.policy.value)
-            _result(trace, "hit", "inflight", ctx, started, ms, 0)
+            _result(trace, "hit", "inflight", ctx, started, ms, 0, value=value)
             return _private(value)
         trace.stats.miss(ctx.policy.value)
         store_now = True
@@ -214,7 +215,7 @@ def cached_call(
             yield from cache.unlock(outcome.lock, trace)
     finally:
         upstream.release()
-    _result(trace, "miss", None, ctx, started, 0.0, 0)
+    _result(trace, "miss", None, ctx, started, 0.0, 0, value=value)
     return value
 
 
@@ -237,7 +238,10 @@ def _answer_hit(ctx: CallContext, hit: Hit, started: float, adapter: ResultAdapt
     policy = None if ctx.policy is None else ctx.policy.value
     ctx.trace.stats.hit(hit.tier, env.duration_ms, env.saved_tokens, policy)
     extra = {"stale": True} if hit.stale else {}
-    _result(ctx.trace, "hit", hit.tier, ctx, started, env.duration_ms, env.saved_tokens, **extra)
+    saved_ms, saved_tokens = env.duration_ms, env.saved_tokens
+    _result(
+        ctx.trace, "hit", hit.tier, ctx, started, saved_ms, saved_tokens, value=env.value, **extra
+    )
     return env.value if adapter is None else adapter.on_hit(env.value)
 
 
@@ -273,8 +277,17 @@ def _result(
     started: float,
     saved_ms: float,
     saved_tokens: int,
+    *,
+    value: Any = None,
     **extra: Any,
 ) -> None:
+    """The call's end: its ``cache.result`` event, and the listeners (``observe()``,
+    OpenTelemetry) when there are any."""
+    policy = None if ctx.policy is None else ctx.policy.value
+    if outcome != "hit":  # a miss or a bypass has called the function: the check is free
+        listeners.check()
+    if listeners.ACTIVE:
+        listeners.notify(trace.fn, ctx.key, outcome, tier, policy, started, saved_ms,
+                         saved_tokens, extra, value, ctx.arguments)  # fmt: skip
     if trace.wants(logging.INFO):
-        policy = None if ctx.policy is None else ctx.policy.value
         trace.result(outcome, tier, policy, started, saved_ms, saved_tokens, **extra)

@@ -23,7 +23,7 @@ from typing import Any, NamedTuple
 
 import orjson
 
-from . import config
+from . import config, listeners
 from .chain import CallContext
 from .codec import Codec
 from .control import neutral
@@ -213,10 +213,12 @@ class Shortcut:
         *,
         may_block: bool,
         started: float | None = None,
+        arguments: tuple[tuple[Any, ...], dict[str, Any]] | None = None,
     ) -> tuple[Any, FirstRead | None]:
         """``(answer, None)`` for a fresh hit in tier 1, else ``(MISSING, read)`` where
         ``read`` is what tier 1 returned (``None`` when it was not read: debug events
-        wanted, or a blocking tier in async code). ``started``: the call's start."""
+        wanted, or a blocking tier in async code). ``started``: the call's start;
+        ``arguments``: its ``(args, kwargs)``, for the listeners."""
         tier = cache.tiers[0]
         if not (may_block or tier.inline):
             return MISSING, None
@@ -224,7 +226,7 @@ class Shortcut:
         if out.debug:  # the full flow writes the lookup's debug events
             return MISSING, None
         if started is None:
-            started = time.perf_counter() if out.info else 0.0
+            started = time.perf_counter() if out.info or listeners.ACTIVE else 0.0
         key = cache.generations.known(decision.key)
         if key is None:  # generations to read again: the full flow reads them
             return MISSING, None
@@ -251,4 +253,16 @@ class Shortcut:
                 saved_tokens,
             )
         value = envelope.value
+        if listeners.ACTIVE:
+            listeners.notify(self.fn, key, "hit", tier.name, decision.policy, started, saved_ms,
+                             saved_tokens, None, value, _by_name(arguments))  # fmt: skip
         return (value if self.adapter_on_hit is None else self.adapter_on_hit(value)), None
+
+
+def _by_name(arguments: tuple[tuple[Any, ...], dict[str, Any]] | None) -> dict[str, Any]:
+    """A call's arguments for the listeners: keywords by name, positional ones by
+    position (``"0"``, ``"1"``, ...)."""
+    if arguments is None:
+        return {}
+    args, kwargs = arguments
+    return {**{str(n): value for n, value in enumerate(args)}, **kwargs}
