@@ -254,8 +254,8 @@ class Shortcut:
             )
         value = envelope.value
         if listeners.ACTIVE:
-            listeners.notify(self.fn, key, "hit", tier.name, decision.policy, started, saved_ms,
-                             saved_tokens, None, value, _by_name(arguments))  # fmt: skip
+            listeners.notify(self.fn, decision.key, "hit", tier.name, decision.policy, started,
+                             saved_ms, saved_tokens, None, value, _by_name(arguments))  # fmt: skip
         return (value if self.adapter_on_hit is None else self.adapter_on_hit(value)), None
 
 
