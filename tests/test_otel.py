@@ -1,8 +1,8 @@
 """OpenTelemetry: spans and metrics of cached calls reach the SDK's in-memory span
 exporter and metric reader; without a provider nothing listens.
 
-The providers are set once per process (the API allows no other); they are shut down
-after this module, and later calls' spans go nowhere.
+The providers are set once per process (the API allows no other); the exporter and
+reader are shut down after this module, and later calls' spans go nowhere.
 """
 
 from __future__ import annotations
@@ -34,16 +34,23 @@ Telemetry = tuple[InMemorySpanExporter, InMemoryMetricReader]
 
 @pytest.fixture(scope="module")
 def telemetry() -> Iterator[Telemetry]:
+    """The SDK's in-memory exporter and reader on the global providers. A library that
+    another test imported (langsmith, in its OpenTelemetry mode) may have set a tracer
+    provider already: the exporter is then added to it."""
     exporter = InMemorySpanExporter()
-    tracer_provider = TracerProvider()
-    tracer_provider.add_span_processor(SimpleSpanProcessor(exporter))
+    processor = SimpleSpanProcessor(exporter)
+    tracer_provider = trace.get_tracer_provider()
+    if not isinstance(tracer_provider, TracerProvider):
+        assert isinstance(tracer_provider, trace.ProxyTracerProvider)
+        tracer_provider = TracerProvider()
+        trace.set_tracer_provider(tracer_provider)
+    tracer_provider.add_span_processor(processor)
     reader = InMemoryMetricReader()
     meter_provider = MeterProvider(metric_readers=[reader])
-    trace.set_tracer_provider(tracer_provider)
     metrics.set_meter_provider(meter_provider)
-    assert trace.get_tracer_provider() is tracer_provider, "a provider was set before"
+    assert metrics.get_meter_provider() is meter_provider, "a meter provider was set before"
     yield exporter, reader
-    tracer_provider.shutdown()
+    processor.shutdown()
     meter_provider.shutdown()
 
 
