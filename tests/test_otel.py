@@ -1,8 +1,8 @@
 """OpenTelemetry: spans and metrics of cached calls reach the SDK's in-memory span
 exporter and metric reader; without a provider nothing listens.
 
-The providers are set once per process (the API allows no other); the exporter and
-reader are shut down after this module, and later calls' spans go nowhere.
+The providers are set once per process (the API allows no other); the exporter is
+stopped after this module, and later calls' spans go nowhere.
 """
 
 from __future__ import annotations
@@ -50,8 +50,8 @@ def telemetry() -> Iterator[Telemetry]:
     metrics.set_meter_provider(meter_provider)
     assert metrics.get_meter_provider() is meter_provider, "a meter provider was set before"
     yield exporter, reader
-    processor.shutdown()
-    meter_provider.shutdown()
+    exporter.shutdown()  # later spans are dropped quietly (a stopped processor would warn)
+    exporter.clear()
 
 
 def _points(reader: InMemoryMetricReader, name: str, function: str) -> list[Any]:
