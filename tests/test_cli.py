@@ -224,3 +224,28 @@ def test_a_reader_that_stops_early_gets_no_traceback(args: tuple[str, ...], stat
         os.close(writer)
     assert done.stderr == ""
     assert done.returncode == status
+
+
+def test_stats_skips_a_result_line_with_a_field_of_the_wrong_type(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A ``cache.result`` line whose field has the wrong type (``"saved_ms": "12ms"``) is
+    skipped and counted, not a traceback; the good lines around it are summed."""
+    good = {"event": "cache.result", "outcome": "hit", "tier": "L1", "policy": "short",
+            "fn": "app.chat", "saved_ms": 12.5, "saved_tokens": 30}  # fmt: skip
+    bad = [
+        {**good, "saved_ms": "12ms"},
+        {**good, "saved_tokens": "30"},
+        {**good, "saved_tokens": 1.5},
+        {**good, "saved_ms": -1},
+        {**good, "outcome": ["hit"]},
+        {**good, "tier": {"L1": 1}},
+    ]
+    log = tmp_path / "cache.log"
+    lines = [json.dumps(good), *map(json.dumps, bad), '{"event": "cache.result", "saved_ms": NaN}']
+    log.write_text("\n".join([*lines, json.dumps(good)]) + "\n")
+    assert main(["stats", str(log), "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["hits"] == 2 and summary["calls"] == 2
+    assert summary["saved_ms"] == 25.0 and summary["saved_tokens"] == 60
+    assert summary["skipped_lines"] == len(bad) + 1
