@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 
 from .backend import Backend
 
-__all__ = ["Call", "Flow", "Op", "Sleep", "TierOp", "run_async", "run_sync"]
+__all__ = ["Call", "Carried", "Flow", "Op", "Sleep", "TierOp", "run_async", "run_sync", "unwrap"]
 
 T = TypeVar("T")
 
@@ -124,6 +124,24 @@ class Sleep(Op):
         await asyncio.sleep(self.seconds)
 
 
+class Carried(Exception):
+    """An op's `StopIteration` on its way through a flow. Thrown into a generator as
+    itself, it would leave it as ``RuntimeError("generator raised StopIteration")``
+    (PEP 479); the drivers carry it in this wrapper and raise the original, unchanged,
+    to the caller. Flows that report an error name the original (`unwrap`)."""
+
+    __slots__ = ("original",)
+
+    def __init__(self, original: BaseException) -> None:
+        super().__init__(original)
+        self.original = original
+
+
+def unwrap(exc: BaseException) -> BaseException:
+    """The exception an op raised, out of its `Carried` wrapper if it has one."""
+    return exc.original if isinstance(exc, Carried) else exc
+
+
 def run_sync(flow: Flow[T]) -> T:
     """Drive ``flow`` to its end, performing each op by blocking."""
     result: Any = None
@@ -133,11 +151,17 @@ def run_sync(flow: Flow[T]) -> T:
             op = flow.send(result) if error is None else flow.throw(error)
         except StopIteration as stop:
             return stop.value  # type: ignore[no-any-return]
+        except Carried as carried:
+            original = carried.original
+            break
         result = error = None
         try:
             result = op.run()
+        except StopIteration as exc:
+            error = Carried(exc)
         except BaseException as exc:  # thrown back into the flow, which decides
             error = exc
+    raise original  # outside the handler: the original's __context__ stays its own
 
 
 async def run_async(flow: Flow[T]) -> T:
@@ -149,8 +173,14 @@ async def run_async(flow: Flow[T]) -> T:
             op = flow.send(result) if error is None else flow.throw(error)
         except StopIteration as stop:
             return stop.value  # type: ignore[no-any-return]
+        except Carried as carried:
+            original = carried.original
+            break
         result = error = None
         try:
             result = await op.arun()
+        except StopIteration as exc:
+            error = Carried(exc)
         except BaseException as exc:
             error = exc
+    raise original

@@ -14,6 +14,7 @@ import wrapt
 from . import config
 from ._binding import Binder
 from ._io import Flow, run_async, run_sync
+from ._snapshot import snapshot_call
 from .chain import (
     DEFAULT_TIERS_FOR,
     BuildKey,
@@ -87,7 +88,7 @@ class _CachedFunction:
         self.method_binder = Binder(self.signature.replace(parameters=params[1:]))
         self.cache = cache
         self.rules = rules
-        ignore = tuple(ignore)
+        ignore = self.ignore = tuple(ignore)
         if isinstance(ignore, str) or not all(isinstance(i, str) for i in ignore):
             raise DecorationError("ignore= takes a sequence of argument names")
         unknown = [n for n in ignore if n not in self.signature.parameters]
@@ -214,10 +215,16 @@ class _CachedFunction:
             if answer is not MISSING:
                 return answer, None
         ctx.trace.stats = recorders
-        call = functools.partial(wrapped, *args, **kwargs)
+        call: Callable[[], Any]
+        if ctx.key is None:  # uncached: the caller's own call, at once
+            call, private = functools.partial(wrapped, *args, **kwargs), True
+        else:
+            live = [ctx.arguments[name] for name in self.ignore]
+            call, private = snapshot_call(wrapped, args, kwargs, live, instance)
         flow = cached_call(
-            ctx, cache, self.codec, call, flights, self.revalidations, self.options, first, started
-        )
+            ctx, cache, self.codec, call, flights, self.revalidations, self.options, first,
+            started, private=private,
+        )  # fmt: skip
         return MISSING, flow
 
     def call(

@@ -8,8 +8,10 @@ already decided everything it needs (policy, key, namespace, controls).
 from __future__ import annotations
 
 import asyncio
+import collections.abc
 import contextvars
 import copy
+import io
 import logging
 import threading
 import time
@@ -18,11 +20,11 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from . import listeners
-from ._io import Call, Flow, Op, run_async, run_sync
+from ._io import Call, Flow, Op, run_async, run_sync, unwrap
 from .chain import DEGRADED, CallContext
 from .codec import Codec, UnsupportedValue
 from .singleflight import AsyncFlights, Flights
-from .stampede import StampedeLock, Upstream, leader_flow
+from .stampede import Outcome, StampedeLock, Upstream, leader_flow
 from .tiers import FirstRead, Hit, MultiLevelCache
 from .trace import Trace
 
@@ -98,7 +100,8 @@ def refresh_flow(
     try:
         value, ms = yield Call(call)
     except Exception as exc:
-        ctx.trace.warning("cache.error", tier=None, error=f"{type(exc).__name__}: {exc}",
+        error = unwrap(exc)
+        ctx.trace.warning("cache.error", tier=None, error=f"{type(error).__name__}: {error}",
                           reason="revalidate")  # fmt: skip
         return
     yield from store_value(ctx, cache, codec, value, ms, stale_ttl)
@@ -154,10 +157,15 @@ def cached_call(
     options: FlowOptions = FlowOptions(),
     first: FirstRead | None = None,
     started: float | None = None,
+    *,
+    private: bool = False,
 ) -> Flow[Any]:
     """The I/O of one call, after the steps decided: lookup → call → store.
     ``first``: tier 1's answer, when the short path of a hit already read it;
-    ``started``: the call's ``time.perf_counter()`` at its start."""
+    ``started``: the call's ``time.perf_counter()`` at its start. ``call`` runs on
+    arguments snapshotted when the key was made (see ``_snapshot``); ``private``: they
+    could not be, so the call is neither shared with concurrent callers nor refreshed
+    in the background (either would run later, on arguments that may have changed)."""
     trace = ctx.trace
     if started is None:
         started = time.perf_counter()
@@ -174,7 +182,7 @@ def cached_call(
         _result(trace, "bypass", None, ctx, started, 0.0, 0, value=value)
         return value
     assert ctx.key is not None and ctx.policy is not None
-    shared = adapter is None or adapter.shareable(ctx)
+    shared = not private and (adapter is None or adapter.shareable(ctx))
     # a stream is never served stale: its refresh would be a stream nobody reads
     grace = options.stale_ttl if shared else 0.0
     if ctx.read:
@@ -193,6 +201,7 @@ def cached_call(
         lambda: leader_flow(ctx, cache, codec, call, options.lock),
         ctx.key if shared else None,
         flights,
+        lambda outcome: _finish(ctx, cache, codec, outcome, options),
     )
     outcome, leader = yield upstream
     try:
@@ -202,35 +211,66 @@ def cached_call(
         value, ms = outcome.value, outcome.ms
         trace.debug("cache.call", duration_ms=round(ms, 3))
         if not leader:  # another caller's in-flight call answered this one
-            trace.stats.hit("inflight", ms, 0, ctx.policy.value)
-            _result(trace, "hit", "inflight", ctx, started, ms, 0, value=value)
-            return _private(value)
+            own = _private(value)
+            if own is not _ONE_SHOT:
+                trace.stats.hit("inflight", ms, 0, ctx.policy.value)
+                _result(trace, "hit", "inflight", ctx, started, ms, 0, value=own)
+                return own
+            # a one-shot result (an iterator, a stream) is its caller's alone: this
+            # caller makes its own call, whose result is not stored (as the leader's)
+            value, ms = yield Call(call)
+            trace.debug("cache.call", duration_ms=round(ms, 3))
+            trace.stats.miss(ctx.policy.value)
+            _result(trace, "miss", None, ctx, started, 0.0, 0, value=value)
+            return value
         trace.stats.miss(ctx.policy.value)
-        store_now = True
-        if adapter is not None:
-            value, store_now = adapter.on_miss(value, Commit(ctx, cache, codec))
-        if store_now:
-            yield from store_value(ctx, cache, codec, value, ms, options.stale_ttl)
-        if outcome.lock is not None:
-            yield from cache.unlock(outcome.lock, trace)
+        value = yield from _finish(ctx, cache, codec, outcome, options)
     finally:
         upstream.release()
     _result(trace, "miss", None, ctx, started, 0.0, 0, value=value)
     return value
 
 
+def _finish(
+    ctx: CallContext, cache: MultiLevelCache, codec: Codec, outcome: Outcome, options: FlowOptions
+) -> Flow[Any]:
+    """The leader's part after its call: shape the value for the caller (the adapter),
+    store it, release the cross-process lock. Also run for a cancelled async leader,
+    so that an answer its followers received is stored all the same."""
+    value, store_now = outcome.value, outcome.hit is None
+    if store_now and options.adapter is not None:
+        value, store_now = options.adapter.on_miss(value, Commit(ctx, cache, codec))
+    if store_now:
+        yield from store_value(ctx, cache, codec, value, outcome.ms, options.stale_ttl)
+    if outcome.lock is not None:
+        yield from cache.unlock(outcome.lock, ctx.trace)
+    return value
+
+
 _IMMUTABLE = frozenset({str, int, float, bool, bytes, type(None)})
+_CONSUMED = (
+    collections.abc.Iterator,
+    collections.abc.AsyncIterator,
+    collections.abc.Awaitable,
+    io.IOBase,
+)
+_ONE_SHOT: Any = object()
+"""`_private`'s answer for a value that cannot be handed to a second caller."""
 
 
 def _private(value: Any) -> Any:
     """A copy of a value shared by concurrent callers, so that one caller's mutation
-    is not another's surprise (as with separate calls, or separate cache hits)."""
+    is not another's surprise (as with separate calls, or separate cache hits); or
+    `_ONE_SHOT` when there is no such copy: an iterator, a generator, a stream (what
+    one caller consumes, another would miss) or anything `copy.deepcopy` refuses."""
     if type(value) in _IMMUTABLE:
         return value
+    if isinstance(value, _CONSUMED):
+        return _ONE_SHOT
     try:
         return copy.deepcopy(value)
-    except Exception:  # not copyable: the shared object, as the function returned it
-        return value
+    except Exception:  # not copyable: never shared
+        return _ONE_SHOT
 
 
 def _answer_hit(ctx: CallContext, hit: Hit, started: float, adapter: ResultAdapter | None) -> Any:

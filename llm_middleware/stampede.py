@@ -97,18 +97,20 @@ class Upstream(Op):
     process; the result is ``(outcome, leader)``. The leader must `release` once the
     value is stored, so late arrivals join the finished call."""
 
-    __slots__ = ("flight", "flights", "key", "leader")
+    __slots__ = ("flight", "flights", "key", "leader", "orphan")
 
     def __init__(
         self,
         leader: Callable[[], Flow[Outcome]],
         key: str | None,
         flights: Flights | AsyncFlights[Any],
+        orphan: Callable[[Outcome], Flow[Any]] | None = None,
     ) -> None:
         self.leader = leader
         self.key = key
         self.flights = flights
         self.flight: object | None = None
+        self.orphan = orphan  # what finishes the call when its async leader is cancelled
 
     def run(self) -> tuple[Outcome, bool]:
         if self.key is None:
@@ -121,7 +123,11 @@ class Upstream(Op):
         if self.key is None:
             return await run_async(self.leader()), True
         assert isinstance(self.flights, AsyncFlights)
-        outcome, self.flight = await self.flights.run(self.key, lambda: run_async(self.leader()))
+        orphan = self.orphan
+        orphaned = None if orphan is None else lambda outcome: run_async(orphan(outcome))
+        outcome, self.flight = await self.flights.run(
+            self.key, lambda: run_async(self.leader()), orphaned
+        )
         return outcome, self.flight is not None
 
     def release(self) -> None:
