@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable, Generator
 from typing import Any, TypeVar
 
 from .backend import Backend
+from .codec import inflate_limit
 
 __all__ = ["Call", "Carried", "Flow", "Op", "Sleep", "TierOp", "run_async", "run_sync", "unwrap"]
 
@@ -44,6 +45,7 @@ class Tier:
         "aset",
         "backend",
         "index",
+        "inflate_limit",
         "inline",
         "max_value_bytes",
         "name",
@@ -54,6 +56,11 @@ class Tier:
         self.backend = backend
         self.index = index
         self.max_value_bytes: int | None = getattr(backend, "max_value_bytes", None)
+        # how far an entry read here may inflate (the backend's ``max_inflated_bytes``,
+        # else a multiple of its ``max_value_bytes``): past it, a ``too_large`` miss
+        self.inflate_limit = inflate_limit(
+            self.max_value_bytes, getattr(backend, "max_inflated_bytes", None)
+        )
         self.inline = getattr(backend, "nonblocking", False) is True
         self.aget: Callable[[str], Awaitable[bytes | None]] = _async_twin(backend, "get")
         self.aset: Callable[[str, bytes, float], Awaitable[None]] = _async_twin(backend, "set")

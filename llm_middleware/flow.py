@@ -297,7 +297,7 @@ def store_value(
     ``stale_ttl`` seconds past its lifetime for stale-while-revalidate."""
     assert ctx.key is not None and ctx.policy is not None
     try:
-        data, _ = codec.encode(
+        data, _, inflated = codec.encode_sized(
             value, policy=ctx.policy.value, created=cache.timer(), ttl=ctx.ttl, duration_ms=ms
         )
     except Exception as exc:  # any value the codec cannot store: returned, not stored
@@ -306,7 +306,7 @@ def store_value(
         ctx.trace.stats.bypass("unsupported_result", whole_call=False)
         return
     depth = len(cache.tiers) if ctx.depth is None else ctx.depth
-    yield from cache.store(ctx.key, data, ctx.ttl + stale_ttl, depth, ctx.trace)
+    yield from cache.store(ctx.key, data, ctx.ttl + stale_ttl, depth, ctx.trace, inflated)
 
 
 def _result(
