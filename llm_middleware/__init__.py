@@ -15,6 +15,7 @@ from .control import bypass, refresh, use_policy
 from .decorator import cache_by_intent, cache_info
 from .errors import (
     BackendLoadError,
+    CacheIdentityWarning,
     ConfigurationError,
     DecorationError,
     LLMMiddlewareError,
@@ -40,6 +41,7 @@ __all__ = [
     "AsyncBackend",
     "Backend",
     "BackendLoadError",
+    "CacheIdentityWarning",
     "CachePolicy",
     "CallContext",
     "Classification",

@@ -147,14 +147,16 @@ class BuildKey:
     uncached instead of sharing a global entry (fail closed).
     """
 
-    __slots__ = ("_memo", "ignore", "namespace", "namespace_required")
+    __slots__ = ("_memo", "identity", "ignore", "namespace", "namespace_required")
 
     def __init__(
         self,
         ignore: Iterable[str] = (),
         namespace: str | Callable[[Mapping[str, Any]], object] | None = None,
         namespace_required: bool | None = None,
+        identity: str | None = None,
     ) -> None:
+        self.identity = identity  # the function as its keys know it (default: ctx.fn)
         self.ignore = frozenset(ignore)
         self.namespace = namespace
         self.namespace_required = namespace_required
@@ -180,9 +182,9 @@ class BuildKey:
             keyed["__self__"] = hook()
         if ctx.key_extra:
             keyed["__extra__"] = ctx.key_extra
-        memo = self._memo
-        if memo is None or memo.fn != ctx.fn:
-            memo = self._memo = KeyMemo(ctx.fn)
+        memo, fn = self._memo, self.identity or ctx.fn
+        if memo is None or memo.fn != fn:
+            memo = self._memo = KeyMemo(fn)
         try:
             ctx.key = memo.key(keyed, ctx.namespace)
         except UnkeyableError as exc:

@@ -13,6 +13,7 @@ import wrapt
 
 from . import config
 from ._binding import Binder
+from ._identity import identify
 from ._io import Flow, run_async, run_sync
 from ._snapshot import snapshot_call
 from .chain import (
@@ -47,7 +48,20 @@ def _underlying(target: Any) -> Callable[..., Any]:
     return target.__func__ if isinstance(target, (classmethod, staticmethod)) else target
 
 
+def _is_async(target: Any) -> bool:
+    """A coroutine function, a partial of one, or an instance with an async __call__."""
+    if inspect.iscoroutinefunction(target):
+        return True
+    if inspect.isfunction(target) or not callable(target):
+        return False
+    return inspect.iscoroutinefunction(type(target).__call__)
+
+
 def _return_type(func: Callable[..., Any]) -> object:
+    while isinstance(func, functools.partial):
+        func = func.func
+    if not (inspect.isfunction(func) or inspect.ismethod(func)) and callable(func):
+        func = type(func).__call__  # a callable instance: its __call__'s annotation
     try:
         return typing.get_type_hints(func).get("return")
     except Exception:  # unresolvable forward references: no model decoding
@@ -72,6 +86,7 @@ class _CachedFunction:
         lock: bool | StampedeLock = False,
         stale_ttl: float = 0.0,
         adapter: ResultAdapter | None = None,
+        name: str | None = None,
     ) -> None:
         self.func = func
         if not stale_ttl >= 0:
@@ -81,7 +96,9 @@ class _CachedFunction:
         elif lock is not False and not isinstance(lock, StampedeLock):
             raise DecorationError(f"lock= takes True/False or a StampedeLock, not {lock!r}")
         self.options = FlowOptions(adapter, lock or None, float(stale_ttl))
-        self.name = f"{func.__module__}.{func.__qualname__}"
+        identity = identify(func, name, namespace)
+        self.name = identity.name
+        self.owner = identity.owner  # a callable instance: keyed like a method's self
         self.signature = inspect.signature(func)
         params = list(self.signature.parameters.values())
         self.binder = Binder(self.signature)
@@ -107,7 +124,7 @@ class _CachedFunction:
             ReadIntent(intent_reader(self.name, self.signature, prompt_arg)),
             self.choose_policy,
             *steps,
-            BuildKey(ignore, namespace, namespace_required),
+            BuildKey(ignore, namespace, namespace_required, identity.key_name),
         )
         self.codec = Codec(_return_type(func))
         self.stats = CacheStats(self.name)
@@ -128,6 +145,8 @@ class _CachedFunction:
         """The short path of hits; it remembers decisions where a call's decision
         depends only on its arguments, the configuration and the controls."""
         remembers = not (steps or callable(prompt_arg) or callable(namespace))
+        if callable(getattr(self.owner, "__cache_key__", None)):
+            remembers = False  # the instance's state joins every key
         if self.rules is not None and type(self.rules) is not IntentRules:
             remembers = False  # a custom classifier may decide differently each time
         for name, param in self.signature.parameters.items():
@@ -148,7 +167,7 @@ class _CachedFunction:
             return None
         if self.rules is None:  # follow configure(rules=...) made after decoration
             self.choose_policy.classifier = config.default_rules()
-        ctx = CallContext(self.name, arguments, instance)
+        ctx = CallContext(self.name, arguments, self.owner if instance is None else instance)
         run_steps(self.steps, ctx)
         return ctx
 
@@ -220,7 +239,8 @@ class _CachedFunction:
             call, private = functools.partial(wrapped, *args, **kwargs), True
         else:
             live = [ctx.arguments[name] for name in self.ignore]
-            call, private = snapshot_call(wrapped, args, kwargs, live, instance)
+            owner = self.owner if instance is None else instance
+            call, private = snapshot_call(wrapped, args, kwargs, live, owner)
         flow = cached_call(
             ctx, cache, self.codec, call, flights, self.revalidations, self.options, first,
             started, private=private,
@@ -273,6 +293,7 @@ def cache_by_intent(
     namespace_required: bool | None = None,
     lock: bool | StampedeLock = False,
     stale_ttl: float = 0.0,
+    name: str | None = None,
 ) -> Callable[[F], F]: ...
 
 
@@ -290,6 +311,7 @@ def cache_by_intent(
     namespace_required: bool | None = None,
     lock: bool | StampedeLock = False,
     stale_ttl: float = 0.0,
+    name: str | None = None,
 ) -> Any:
     """Cache a function that calls an LLM, with a lifetime chosen by the prompt's intent.
 
@@ -314,6 +336,12 @@ def cache_by_intent(
       hit returns the stale answer at once while one background call refreshes it.
     - ``tiers_for``: policy → how many tiers (from the top) store its answers
       (default SHORT → 1, MEDIUM → 2, LONG → all).
+    - ``name``: an explicit cache identity for the function (default: its module
+      and qualified name, plus the plain JSON data a closure captures, read once
+      here); functions of one ``name`` share entries. A closure that captures
+      other values (a client) is warned about (`CacheIdentityWarning`) unless it has
+      a ``name`` or a ``namespace``. A ``functools.partial`` is its function plus its
+      bound arguments; a callable instance is its class plus ``__cache_key__()``.
     - ``steps``: extra chain steps, run after the policy is chosen and before the
       key is built; each is ``step(ctx: CallContext) -> None`` and may raise
       `SkipCache`.
@@ -334,6 +362,7 @@ def cache_by_intent(
             namespace_required=namespace_required,
             lock=lock,
             stale_ttl=stale_ttl,
+            name=name,
         )
     return decorate(
         func,
@@ -347,6 +376,7 @@ def cache_by_intent(
         namespace_required=namespace_required,
         lock=lock,
         stale_ttl=stale_ttl,
+        name=name,
     )
 
 
@@ -357,7 +387,7 @@ def decorate(func: Any, *, adapter: ResultAdapter | None = None, **options: Any)
         raise DecorationError(f"cache_by_intent decorates functions, not {func!r}")
     cached = _CachedFunction(target, adapter=adapter, **options)
     # the wrapper is the bound method itself: no extra frame per call
-    handler = cached.acall if inspect.iscoroutinefunction(target) else cached.call
+    handler = cached.acall if _is_async(target) else cached.call
     wrapper = wrapt.FunctionWrapper(func, handler)
     wrapper.cache_info = cached.stats.snapshot  # type: ignore[attr-defined]
     return wrapper
