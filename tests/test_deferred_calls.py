@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from backends.memory import MemoryBackend
 from llm_middleware import MultiLevelCache, StampedeLock, cache_by_intent
+from llm_middleware.backends.memory import MemoryBackend
 from llm_middleware.testing import FakeClock
 
 Chat = list[dict[str, str]]

@@ -148,9 +148,11 @@ def test_changed_byte_and_plain_entry_are_misses(clock: FakeClock) -> None:
         calls.append(prompt)
         return confidential(prompt)
 
-    plain = cache_by_intent(cache=MultiLevelCache([shared], timer=clock))(llm)
+    # one name for both: llm captures ``calls``, whose content differs between them
+    plain = cache_by_intent(cache=MultiLevelCache([shared], timer=clock), name="llm")(llm)
     key = stored_key(plain, "Explain it")
-    sealed = cache_by_intent(cache=MultiLevelCache([shared], timer=clock, encryption_key=NEW))(llm)
+    sealed_cache = MultiLevelCache([shared], timer=clock, encryption_key=NEW)
+    sealed = cache_by_intent(cache=sealed_cache, name="llm")(llm)
     with capture_logs() as events:
         sealed("Explain it")
     data = bytearray(shared.get(key) or b"")
@@ -206,7 +208,7 @@ def test_rotation(clock: FakeClock) -> None:
     def with_keys(keys: object) -> object:
         cache = MultiLevelCache([shared], timer=clock, encryption_key=keys)  # type: ignore[arg-type]
 
-        @cache_by_intent(cache=cache)
+        @cache_by_intent(cache=cache, name="chat")  # one function, whatever ``calls`` holds
         def chat(prompt: str) -> str:
             calls.append(prompt)
             return confidential(prompt)

@@ -15,8 +15,8 @@ import pytest
 import structlog
 from structlog.testing import LogCapture, capture_logs
 
-from backends.memory import MemoryBackend
 from llm_middleware import MultiLevelCache, cache_by_intent
+from llm_middleware.backends.memory import MemoryBackend
 from llm_middleware.codec import MAX_DECOMPRESSED_BYTES
 from llm_middleware.testing import FakeClock
 
