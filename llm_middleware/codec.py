@@ -199,7 +199,7 @@ class Codec:
     def __init__(self, result_type: object = None, *, compress_min_bytes: int = 4096) -> None:
         self._model: Any = result_type if _is_model_class(result_type) else None
         self.compress_min_bytes = compress_min_bytes
-        self._memo: dict[bytes, tuple[Envelope, int | None]] = {}
+        self._memo: dict[bytes, tuple[Envelope, int]] = {}  # and its inflated size
 
     def _dump_value(self, value: Any) -> tuple[str, Any, dict[str, int] | None]:
         if type(value) is str:
@@ -271,28 +271,32 @@ class Codec:
     def decode(self, data: bytes, limit: int = MAX_DECOMPRESSED_BYTES) -> Envelope:
         """The envelope stored in ``data``; `InvalidEntry` when it is not one, or when
         it inflates beyond ``limit`` bytes (``too_large``: no more than ``limit`` is
-        ever allocated for it)."""
-        return self.decode_sized(data, limit)[0]
-
-    def decode_sized(
-        self, data: bytes, limit: int = MAX_DECOMPRESSED_BYTES
-    ) -> tuple[Envelope, int | None]:
-        """`decode`, plus the size ``data`` inflated to (``None``: not compressed).
+        ever allocated for it).
 
         Envelopes of immutable values (strings) are remembered by their bytes: a hit
         on the same stored entry is then a dict lookup (bytes cache their hash), and
         every caller still gets an equal, unshareable-by-mutation value."""
         remembered = self._memo.get(data)
+        if remembered is not None and remembered[1] <= limit:
+            return remembered[0]
+        return self.decode_sized(data, limit)[0]
+
+    def decode_sized(
+        self, data: bytes, limit: int = MAX_DECOMPRESSED_BYTES
+    ) -> tuple[Envelope, int | None]:
+        """`decode`, plus the size ``data`` inflated to (``None``: not compressed)."""
+        remembered = self._memo.get(data)
         if remembered is not None:
-            if (remembered[1] or 0) > limit:
+            envelope, inflated = remembered
+            if inflated > limit:
                 raise InvalidEntry("too_large")
-            return remembered
-        decoded = self._decode(data, min(limit, MAX_DECOMPRESSED_BYTES))
-        if type(decoded[0].value) is str and len(data) <= _MEMO_BYTES:
+            return envelope, inflated or None
+        envelope, size = self._decode(data, min(limit, MAX_DECOMPRESSED_BYTES))
+        if type(envelope.value) is str and len(data) <= _MEMO_BYTES:
             if len(self._memo) >= _MEMO_SIZE:
                 self._memo.clear()
-            self._memo[data] = decoded
-        return decoded
+            self._memo[data] = envelope, size or 0
+        return envelope, size
 
     def _decode(self, data: bytes, limit: int) -> tuple[Envelope, int | None]:
         if not data:
