@@ -304,6 +304,7 @@ class MultiLevelCache:
         """Release a cross-process lock taken with `lock_tier`."""
         tier, lock_key = held
         yield from self._delete_from(tier, lock_key, trace)
+        trace.debug("cache.lock", tier=tier.name, released=True)
 
     def _get_flow(self, key: str, default: Any) -> Flow[Any]:
         trace = Trace("MultiLevelCache.get", key, Recorders(self._stats))
