@@ -21,7 +21,7 @@ import os
 import weakref
 from typing import Any, Protocol
 
-__all__ = ["ForkSafe", "Quiesced", "abandon", "renew_after_fork"]
+__all__: list[str] = []  # private to the built-in backends: no public API here
 
 
 class ForkSafe(Protocol):
