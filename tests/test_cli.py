@@ -249,3 +249,71 @@ def test_stats_skips_a_result_line_with_a_field_of_the_wrong_type(
     assert summary["hits"] == 2 and summary["calls"] == 2
     assert summary["saved_ms"] == 25.0 and summary["saved_tokens"] == 60
     assert summary["skipped_lines"] == len(bad) + 1
+
+
+def _labelled(tmp_path: Path) -> Path:
+    path = tmp_path / "labelled.json"
+    path.write_text(
+        json.dumps(
+            [
+                {"question": "What is the price of gold right now?", "fact_type": "fast-changing"},
+                {"question": "Explain the latest release notes", "fact_type": "fast-changing"},
+                {"question": "Who is the CEO of Apple?", "fact_type": "slow-changing"},
+                {"question": "What is a monad?", "fact_type": "never-changing"},
+                {"question": "What happened today in 1066?", "fact_type": "never-changing"},
+                {"question": "Who wrote Hamlet?", "fact_type": "never-changing", "extra": 1},
+            ]
+        ),
+        encoding="utf-8",
+    )
+    return path
+
+
+def test_classify_eval_prints_the_matrix_and_rates(tmp_path: Path) -> None:
+    """``classify --eval`` counts policies per fact type and prints the three rates."""
+    done = run("classify", "--eval", str(_labelled(tmp_path)), "--errors")
+    assert done.returncode == 0, done.stderr
+    rows = {line.split()[0]: line.split()[1:] for line in done.stdout.splitlines() if line}
+    assert rows["fast-changing"] == ["2", "0", "0", "0", "2"]  # NEVER SHORT MEDIUM LONG total
+    assert rows["never-changing"] == ["1", "1", "0", "1", "3"]
+    assert "stale risk    0 of 2 (0.0%)" in done.stdout
+    assert "fast -> NEVER 2 of 2 (100.0%)" in done.stdout
+    assert "wasted        1 of 3 (33.3%)" in done.stdout
+    assert "What happened today in 1066?" in done.stdout  # --errors lists the miss
+
+
+def test_classify_eval_json_with_a_rules_file(tmp_path: Path) -> None:
+    """``--json`` gives the figures as data; ``--rules`` evaluates other rules."""
+    rules = tmp_path / "rules.toml"
+    rules.write_text('default = "long"\n[[rule]]\npolicy = "short"\nwords = ["ceo"]\n')
+    done = run("classify", "--eval", str(_labelled(tmp_path)), "--rules", str(rules), "--json")
+    assert done.returncode == 0, done.stderr
+    doc = json.loads(done.stdout)
+    assert doc["stale_risk"] == {"count": 2, "total": 2, "fraction": 1.0}
+    assert doc["fast_never"]["count"] == 0 and doc["wasted"]["count"] == 0
+    assert doc["matrix"]["slow-changing"] == {"never": 0, "short": 1, "medium": 0, "long": 0}
+    assert {e["kind"] for e in doc["errors"]} == {"stale"}
+
+
+def test_classify_prompt_as_json() -> None:
+    """One prompt's verdict as JSON."""
+    done = run("classify", "Is Gmail down?", "--json")
+    assert json.loads(done.stdout) == {"policy": "never", "ttl": 0, "rule": "outages:is gmail down"}
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("{", "is not JSON"),
+        ('{"question": "x"}', "must hold a JSON list"),
+        ('[{"question": "x", "fact_type": "sometimes"}]', "entry 0 needs"),
+    ],
+)
+def test_classify_eval_refuses_bad_files(tmp_path: Path, content: str, message: str) -> None:
+    """A malformed labelled file: one line on stderr, exit status 1."""
+    path = tmp_path / "bad.json"
+    path.write_text(content, encoding="utf-8")
+    done = run("classify", "--eval", str(path))
+    assert done.returncode == 1 and message in done.stderr, done.stderr
+    both = run("classify", "x", "--eval", str(path))
+    assert both.returncode == 1 and "one of them" in both.stderr
