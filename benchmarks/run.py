@@ -31,6 +31,7 @@ from benchmarks._timing import Settings, use_cpu_clock
 from benchmarks.context import Context
 from benchmarks.encryption import encryption
 from benchmarks.figures import memory_hit, miss_overhead, size_scaling, tracing
+from benchmarks.intent import intent
 from benchmarks.logstats import log_stats
 from benchmarks.memcached import memcached_hit
 from benchmarks.report import Row, print_table, write_json
@@ -48,6 +49,7 @@ SECTIONS: dict[str, Callable[[Context], list[Row]]] = {
     "stampede": stampede,
     "telemetry": telemetry,
     "logstats": log_stats,
+    "intent": intent,
 }
 
 FULL = Settings(rounds=61, round_ms=12.0)
