@@ -32,6 +32,7 @@ from .policy import (
     determine_cache_policy,
 )
 from .registry import backend_from_url, load_backend
+from .semantic import Embedder
 from .stampede import StampedeLock
 from .tiers import MultiLevelCache
 
@@ -48,6 +49,7 @@ __all__ = [
     "Classification",
     "ConfigurationError",
     "DecorationError",
+    "Embedder",
     "Except",
     "IntentRules",
     "LLMMiddlewareError",
