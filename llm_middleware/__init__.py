@@ -33,6 +33,7 @@ from .policy import (
 )
 from .registry import backend_from_url, load_backend
 from .semantic import Embedder
+from .semantic.match import SemanticMatch
 from .stampede import StampedeLock
 from .tiers import MultiLevelCache
 
@@ -55,6 +56,7 @@ __all__ = [
     "LLMMiddlewareError",
     "MultiLevelCache",
     "Rule",
+    "SemanticMatch",
     "SkipCache",
     "StampedeLock",
     "Step",

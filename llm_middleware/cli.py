@@ -212,6 +212,9 @@ def _parser() -> argparse.ArgumentParser:
         "keygen", help="print a new encryption key (32 random bytes, base64)"
     )
     keygen.set_defaults(run=_cmd_keygen)
+    from .semantic.cli import add_semantic_command
+
+    add_semantic_command(commands)
     return parser
 
 

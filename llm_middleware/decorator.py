@@ -32,6 +32,8 @@ from .flow import FlowOptions, ResultAdapter, Revalidations, StampedeLock, cache
 from .keys import SCALARS
 from .policy import CachePolicy, Classifier, IntentRules
 from .prompt import intent_reader
+from .semantic.level import SemanticHook
+from .semantic.match import SemanticMatch
 from .shortcut import MISSING, Decision, Shortcut
 from .singleflight import AsyncFlights, Flights
 from .stats import CacheStats, Recorders, StatsSnapshot
@@ -55,6 +57,17 @@ def _is_async(target: Any) -> bool:
     if inspect.isfunction(target) or not callable(target):
         return False
     return inspect.iscoroutinefunction(type(target).__call__)
+
+
+def _semantic_hook(setting: object, ignore: Iterable[str]) -> SemanticHook | None:
+    """How a function takes part in semantic matching: its own `SemanticMatch`
+    (``True``: one with the defaults), ``False`` (never), or ``None`` (follow
+    ``configure(semantic=...)``)."""
+    if setting is None or setting is False or isinstance(setting, SemanticMatch):
+        return None if setting is False else SemanticHook(setting, ignore)
+    if setting is True:
+        return SemanticHook(SemanticMatch(), ignore)
+    raise DecorationError(f"semantic= takes a SemanticMatch, True or False, not {setting!r}")
 
 
 def _return_type(func: Callable[..., Any]) -> object:
@@ -87,6 +100,7 @@ class _CachedFunction:
         stale_ttl: float = 0.0,
         adapter: ResultAdapter | None = None,
         name: str | None = None,
+        semantic: SemanticMatch | bool | None = None,
     ) -> None:
         self.func = func
         if not stale_ttl >= 0:
@@ -95,7 +109,6 @@ class _CachedFunction:
             lock = StampedeLock()
         elif lock is not False and not isinstance(lock, StampedeLock):
             raise DecorationError(f"lock= takes True/False or a StampedeLock, not {lock!r}")
-        self.options = FlowOptions(adapter, lock or None, float(stale_ttl))
         identity = identify(func, name, namespace)
         self.name = identity.name
         self.owner = identity.owner  # a callable instance: keyed like a method's self
@@ -111,6 +124,9 @@ class _CachedFunction:
         unknown = [n for n in ignore if n not in self.signature.parameters]
         if unknown:
             raise DecorationError(f"{self.name}: ignore= names unknown arguments {unknown}")
+        self.options = FlowOptions(
+            adapter, lock or None, float(stale_ttl), _semantic_hook(semantic, ignore)
+        )
         for step in steps:
             if not callable(step):
                 raise DecorationError(f"steps= takes callables, not {step!r}")
@@ -294,6 +310,7 @@ def cache_by_intent(
     lock: bool | StampedeLock = False,
     stale_ttl: float = 0.0,
     name: str | None = None,
+    semantic: SemanticMatch | bool | None = None,
 ) -> Callable[[F], F]: ...
 
 
@@ -312,6 +329,7 @@ def cache_by_intent(
     lock: bool | StampedeLock = False,
     stale_ttl: float = 0.0,
     name: str | None = None,
+    semantic: SemanticMatch | bool | None = None,
 ) -> Any:
     """Cache a function that calls an LLM, with a lifetime chosen by the prompt's intent.
 
@@ -334,6 +352,9 @@ def cache_by_intent(
       its answer instead of calling too.
     - ``stale_ttl``: a grace window in seconds after an answer's lifetime in which a
       hit returns the stale answer at once while one background call refreshes it.
+    - ``semantic``: a `SemanticMatch` lets a prompt of the same meaning share a
+      stored answer, within a stated error rate (default: ``configure(semantic=...)``;
+      ``False``: only identical calls share answers).
     - ``tiers_for``: policy → how many tiers (from the top) store its answers
       (default SHORT → 1, MEDIUM → 2, LONG → all).
     - ``name``: an explicit cache identity for the function (default: its module
@@ -363,6 +384,7 @@ def cache_by_intent(
             lock=lock,
             stale_ttl=stale_ttl,
             name=name,
+            semantic=semantic,
         )
     return decorate(
         func,
@@ -377,6 +399,7 @@ def cache_by_intent(
         lock=lock,
         stale_ttl=stale_ttl,
         name=name,
+        semantic=semantic,
     )
 
 

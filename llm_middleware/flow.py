@@ -17,7 +17,7 @@ import threading
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from . import listeners
 from ._io import Call, Flow, Op, run_async, run_sync, unwrap
@@ -27,6 +27,9 @@ from .singleflight import AsyncFlights, Flights
 from .stampede import Outcome, StampedeLock, Upstream, leader_flow
 from .tiers import FirstRead, Hit, MultiLevelCache
 from .trace import Trace
+
+if TYPE_CHECKING:
+    from .semantic.level import Probe, SemanticHook
 
 __all__ = ["Commit", "FlowOptions", "ResultAdapter", "StampedeLock", "cached_call"]
 
@@ -145,6 +148,7 @@ class FlowOptions:
     adapter: ResultAdapter | None = None
     lock: StampedeLock | None = None
     stale_ttl: float = 0.0
+    semantic: SemanticHook | None = None
 
 
 def cached_call(
@@ -195,13 +199,21 @@ def cached_call(
                     lambda: refresh_flow(ctx, cache, codec, call, options.stale_ttl),
                 )
             return _answer_hit(ctx, hit, started, adapter)
-    else:
+    probe: Probe | None = None
+    if options.semantic is not None:  # the fuzzy levels, when opted in
+        probe = yield from options.semantic.find(ctx, cache, codec, search=ctx.read)
+        found = None if probe is None or probe.match.shadow else probe.candidate
+        if found is not None:
+            yield from options.semantic.serve(ctx, cache, codec, found)
+            fuzzy = Hit(found.hit.envelope, found.level, False)
+            return _answer_hit(ctx, fuzzy, started, adapter, similarity=round(found.similarity, 4))
+    if not ctx.read:
         trace.info("cache.bypass", reason="refresh")
     upstream = Upstream(
         lambda: leader_flow(ctx, cache, codec, call, options.lock),
         ctx.key if shared else None,
         flights,
-        lambda outcome: _finish(ctx, cache, codec, outcome, options),
+        lambda outcome: _finish(ctx, cache, codec, outcome, options, probe),
     )
     outcome, leader = yield upstream
     try:
@@ -224,15 +236,21 @@ def cached_call(
             _result(trace, "miss", None, ctx, started, 0.0, 0, value=value)
             return value
         trace.stats.miss(ctx.policy.value)
-        value = yield from _finish(ctx, cache, codec, outcome, options)
+        value = yield from _finish(ctx, cache, codec, outcome, options, probe)
     finally:
         upstream.release()
-    _result(trace, "miss", None, ctx, started, 0.0, 0, value=value)
+    shadow = {} if probe is None else _shadow(trace, probe, value)
+    _result(trace, "miss", None, ctx, started, 0.0, 0, value=value, **shadow)
     return value
 
 
 def _finish(
-    ctx: CallContext, cache: MultiLevelCache, codec: Codec, outcome: Outcome, options: FlowOptions
+    ctx: CallContext,
+    cache: MultiLevelCache,
+    codec: Codec,
+    outcome: Outcome,
+    options: FlowOptions,
+    probe: Probe | None = None,
 ) -> Flow[Any]:
     """The leader's part after its call: shape the value for the caller (the adapter),
     store it, release the cross-process lock. Also run for a cancelled async leader,
@@ -242,9 +260,30 @@ def _finish(
         value, store_now = options.adapter.on_miss(value, Commit(ctx, cache, codec))
     if store_now:
         yield from store_value(ctx, cache, codec, value, outcome.ms, options.stale_ttl)
+        if probe is not None and options.semantic is not None:  # index it for fuzzy matches
+            yield from options.semantic.remember(ctx, cache, probe)
     if outcome.lock is not None:
         yield from cache.unlock(outcome.lock, ctx.trace)
     return value
+
+
+def _shadow(trace: Trace, probe: Probe, value: Any) -> dict[str, Any]:
+    """Shadow mode: whether the match found (and not served) agreed with the answer."""
+    found = probe.candidate
+    if found is None or not probe.match.shadow:
+        return {}
+    from .semantic.level import same_answer
+
+    judge = probe.match.judge or same_answer
+    try:
+        correct = bool(judge(found.hit.envelope.value, value))
+    except Exception:  # a failing judge: no verdict, never the caller's problem
+        return {"shadow_match": found.key}
+    trace.stats.shadow(correct)
+    return {
+        "shadow_match": found.key, "shadow_correct": correct,
+        "similarity": round(found.similarity, 4), "shadow_tier": found.level,
+    }  # fmt: skip
 
 
 _IMMUTABLE = frozenset({str, int, float, bool, bytes, type(None)})
@@ -273,11 +312,14 @@ def _private(value: Any) -> Any:
         return _ONE_SHOT
 
 
-def _answer_hit(ctx: CallContext, hit: Hit, started: float, adapter: ResultAdapter | None) -> Any:
+def _answer_hit(
+    ctx: CallContext, hit: Hit, started: float, adapter: ResultAdapter | None, **extra: Any
+) -> Any:
     env = hit.envelope
     policy = None if ctx.policy is None else ctx.policy.value
     ctx.trace.stats.hit(hit.tier, env.duration_ms, env.saved_tokens, policy)
-    extra = {"stale": True} if hit.stale else {}
+    if hit.stale:
+        extra["stale"] = True
     saved_ms, saved_tokens = env.duration_ms, env.saved_tokens
     _result(
         ctx.trace, "hit", hit.tier, ctx, started, saved_ms, saved_tokens, value=env.value, **extra
