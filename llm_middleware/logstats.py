@@ -61,6 +61,8 @@ class LogSummary:
     )
     timeline: Timeline | None = None
     """Calls over time, when asked for (``summarize(..., timeline=True)``)."""
+    shadow: Counter[str] = field(default_factory=Counter)
+    """Shadow-mode semantic matches: ``matches`` and how many were ``correct``."""
 
     def add_line(self, line: str | bytes) -> None:
         self.lines += 1
@@ -98,6 +100,9 @@ class LogSummary:
             self.timeline.add(event.get("timestamp"), outcome, saved_ms, saved_tokens)
         if outcome == "bypass":
             return
+        if "shadow_match" in event:
+            self.shadow["matches"] += 1
+            self.shadow["correct"] += event.get("shadow_correct") is True
         if hit:
             self.hits_by_tier[tier] += 1
             self.saved_ms += saved_ms
@@ -126,6 +131,18 @@ class LogSummary:
             "saved_ms_by_function": {
                 k: round(v, 3) for k, v in sorted(self.saved_ms_by_function.items())
             },
+            "shadow": self._shadow(hits + misses),
+        }
+
+    def _shadow(self, lookups: int) -> dict[str, Any]:
+        """Shadow mode: the hit rate semantic matching would have added, and how often
+        its serves would have been wrong."""
+        found, right = self.shadow["matches"], self.shadow["correct"]
+        return {
+            "matches": found,
+            "correct": right,
+            "would_be_hit_rate": found / lookups if lookups else 0.0,
+            "would_be_wrong_rate": (found - right) / found if found else 0.0,
         }
 
     def render(self) -> str:
@@ -146,6 +163,12 @@ class LogSummary:
                     f"  {name:<40} {row['hits']:>7}/{row['calls']:<7} {row['hit_rate']:.1%}"
                     for name, row in rows.items()
                 ]
+        shadow = data["shadow"]
+        if shadow["matches"]:
+            out.append(
+                f"shadow semantic matches: {shadow['matches']} (would-be hit rate "
+                f"{shadow['would_be_hit_rate']:.1%}, wrong {shadow['would_be_wrong_rate']:.1%})"
+            )
         if data["top_bypass_reasons"]:
             reasons = ", ".join(f"{r}: {n}" for r, n in data["top_bypass_reasons"].items())
             out.append(f"top bypass reasons: {reasons}")

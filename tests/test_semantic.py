@@ -269,3 +269,25 @@ def test_a_bad_shared_partition_is_an_error_not_a_crash(tmp_path: Path, llm: Cou
         chat(FRANCE_2)
     assert any(e["event"] == "cache.error" and e.get("reason") == "invalid_index" for e in logs)
     assert llm.calls == 1  # the local index still knew it
+
+
+def test_stats_command_reports_shadow_rates(cache: MultiLevelCache, tmp_path: Path) -> None:
+    """``llm-middleware stats`` reads shadow results: would-be hit rate and error rate."""
+    import io
+    import json
+
+    from llm_middleware.logstats import summarize
+
+    answers = iter(["Paris", "Paris", "Lyon"])
+    chat = cache_by_intent(cache=cache, semantic=semantic(shadow=True))(
+        lambda prompt: next(answers)
+    )
+    with capture_logs() as logs:
+        chat(FRANCE)
+        chat(FRANCE_2)  # would have served "Paris": right
+        chat("Explain the capital city of France please")  # would have served: wrong
+    lines = b"".join(json.dumps(e).encode() + b"\n" for e in results(logs))
+    shadow = summarize(io.BytesIO(lines)).as_dict()["shadow"]
+    assert shadow["matches"] == 2 and shadow["correct"] == 1
+    assert shadow["would_be_hit_rate"] == pytest.approx(2 / 3)
+    assert shadow["would_be_wrong_rate"] == pytest.approx(0.5)
