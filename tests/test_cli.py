@@ -36,7 +36,8 @@ def test_demo_runs_offline_and_shows_hits() -> None:
     later = lines[lines.index("-- six minutes later --") :]
     assert any(" long " in line and " hit " in line and " L2 " in line for line in later)
     assert any(" short " in line and " miss " in line for line in later)
-    assert "hits saved" in lines[-1] and "promoted from L2 to L1" in lines[-1]
+    summary = next(line for line in lines if "hits saved" in line)
+    assert "promoted from L2 to L1" in summary
 
 
 def test_classify_shows_policy_ttl_and_rule(tmp_path: Path) -> None:

@@ -258,3 +258,15 @@ def test_benchmark_runs_and_writes_rows(tmp_path: Path) -> None:
         [*command, "--calibrate", str(pairs)], cwd=ROOT, capture_output=True, text=True, timeout=300
     )
     assert same.returncode != 0 and "--calibrate must not be the --pairs file" in same.stderr
+
+
+def test_demo_names_its_embedder() -> None:
+    """The demo shows semantic matching and says which embedder it used."""
+    done = subprocess.run(
+        [sys.executable, "-m", "llm_middleware", "demo", "--latency", "0"],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    tail = done.stdout.split("semantic matching", 1)[1]
+    assert "embedder all-MiniLM-L6-v2" in tail
+    assert " normalized " in tail and " semantic similarity " in tail
