@@ -173,7 +173,8 @@ def _semantic_demo(
         explain(prompt)
         for row in rows[before:]:
             similarity = f" similarity {row['similarity']:.3f}" if "similarity" in row else ""
-            print(f"    {prompt:<42} {row['outcome']:<5} {row['tier'] or '-'}{similarity}", file=out)
+            tier = row["tier"] or "-"
+            print(f"    {prompt:<42} {row['outcome']:<5} {tier}{similarity}", file=out)
 
 
 def _by_tier(info: dict[str, Any]) -> str:
