@@ -152,7 +152,8 @@ def test_the_wheel_works_beside_a_users_own_backends_package(
 ) -> None:
     """The demo, the backends table and a cached call work; the user's package stays theirs."""
     demo = _run(installed, web_app, "-m", "llm_middleware", "demo", "--latency", "0")
-    assert "9 hits (L1: 7, L2: 2)" in demo.stdout.splitlines()[-1], demo.stdout
+    summary = next(line for line in demo.stdout.splitlines() if "hits saved" in line)
+    assert "9 hits (L1: 7, L2: 2)" in summary, demo.stdout
 
     table = _run(installed, web_app, "-m", "llm_middleware", "backends").stdout
     memory = next(line for line in table.splitlines() if line.startswith("memory "))

@@ -218,8 +218,8 @@ def test_default_embedder_end_to_end(cache: MultiLevelCache) -> None:
         calls.append(prompt)
         return f"answer to {prompt}"
 
-    chat("What is the capital of France?")
-    assert chat("what is the capital of  France") == "answer to What is the capital of France?"
+    chat("Explain the capital of France.")
+    assert chat("explain the capital of  France") == "answer to Explain the capital of France."
     own = CalibrationTable("all-MiniLM-L6-v2", {0.05: 0.9})
     loose = SemanticMatch(0.05, embedder=embedder, calibration=own)
 
