@@ -49,6 +49,8 @@ from pymemcache.exceptions import MemcacheError
 
 from llm_middleware.contract import ConfigurationError
 
+from ._fork import abandon, renew_after_fork
+
 __all__ = ["MemcachedBackend"]
 
 DEFAULT_SERVERS = ("127.0.0.1:11211",)
@@ -182,8 +184,8 @@ class MemcachedBackend:
             raise ConfigurationError("max_pool_size and max_value_bytes must be >= 1")
         self.servers = tuple(_format_server(spec) for spec in specs)
         self.max_value_bytes = max_value_bytes
-        self._client = _LockedHashClient(
-            specs,
+        self._specs = specs
+        self._client_options: dict[str, Any] = dict(
             hasher=_Rendezvous,
             timeout=timeout,
             connect_timeout=connect_timeout,
@@ -196,6 +198,15 @@ class MemcachedBackend:
             default_noreply=False,  # wait for each reply: a failed store must raise
             no_delay=True,
         )
+        self._client = _LockedHashClient(specs, **self._client_options)
+        renew_after_fork(self)
+
+    def _after_fork(self) -> None:
+        """In a forked child: a new client, with new pools and locks (a pooled socket
+        shared with the parent would interleave their replies; a pool lock another
+        thread held would never be released)."""
+        abandon(self._client)
+        self._client = _LockedHashClient(self._specs, **self._client_options)
 
     @classmethod
     def from_url(cls, location: str, **options: Any) -> MemcachedBackend:

@@ -12,6 +12,8 @@ from cachetools import Cache, LRUCache
 
 from llm_middleware.contract import ConfigurationError
 
+from ._fork import Quiesced, renew_after_fork
+
 __all__ = ["MemoryBackend"]
 
 _Entry = tuple[bytes, float]  # (value, expiry time)
@@ -81,8 +83,25 @@ class MemoryBackend:
         self.shared = shared
         """Whether entries here are encrypted when the cache has an ``encryption_key``."""
         self._lock = threading.Lock()
+        self._fork_hold: Quiesced | None = None
+        renew_after_fork(self)
         # a read is one locked LRU lookup; the expiry heap is only consulted when full
         self._data = _ExpiringLRU(maxsize, timer)
+
+    def _quiesce(self) -> Quiesced:
+        """What a fork waits for: no thread in the middle of changing the entries."""
+        self._fork_hold = Quiesced(self._lock, 1.0)
+        return self._fork_hold
+
+    def _after_fork(self) -> None:
+        """In a forked child: a new lock. The entries are the parent's copy, kept --
+        unless the fork could not wait for a change under way: then the tier starts
+        empty (it is a cache)."""
+        hold = self._fork_hold
+        if hold is None or not hold.held:
+            self._data = _ExpiringLRU(self.maxsize, self._timer)
+        self._fork_hold = None
+        self._lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"MemoryBackend(maxsize={self.maxsize}, ttl={self.ttl})"

@@ -34,6 +34,8 @@ from redis.retry import Retry
 
 from llm_middleware.contract import ConfigurationError
 
+from ._fork import abandon, renew_after_fork
+
 __all__ = ["RedisBackend", "RedisClusterBackend", "RedisTLSBackend", "RedisUnavailable"]
 
 DEFAULT_URL = "redis://127.0.0.1:6379/0"
@@ -154,6 +156,16 @@ class RedisBackend:
         self._client: Any = None
         self._aclients: dict[asyncio.AbstractEventLoop, tuple[Any, AsyncGenerator[None, None]]]
         self._aclients = {}
+        renew_after_fork(self)
+
+    def _after_fork(self) -> None:
+        """In a forked child: new locks, and new clients on first use (the parent's
+        connections are left to the parent; event loops do not cross a fork)."""
+        self._lock = threading.Lock()
+        self._breaker._lock = threading.Lock()
+        abandon(self._client)
+        abandon(list(self._aclients.values()))
+        self._client, self._aclients = None, {}
 
     @classmethod
     def from_url(cls, location: str, **options: Any) -> RedisBackend:

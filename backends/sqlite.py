@@ -5,8 +5,9 @@ in WAL mode (readers never wait for the writer), ``synchronous=NORMAL`` (a crash
 application loses nothing; a power cut may lose the last writes, fine for a cache) and a
 ``busy_timeout``: a writer waits that long for another process's write, then raises
 ``sqlite3.OperationalError`` ("database is locked"), which the core treats as a miss or a
-skipped store. Within a process one connection is shared under a lock; a forked child opens
-its own.
+skipped store. Within a process one connection is shared under a lock; a forked child gets
+a new lock and opens its own connection (``os.register_at_fork``), whatever another thread
+of the parent was doing at the fork.
 
 Expiry is checked on read. Every ``purge_every`` stores (per process) one short transaction
 deletes the expired rows and, past ``max_entries``, the oldest stored ones: the cap is soft,
@@ -32,6 +33,8 @@ from typing import Any
 from urllib.parse import unquote
 
 from llm_middleware.contract import ConfigurationError
+
+from ._fork import Quiesced, abandon, renew_after_fork
 
 __all__ = ["SQLiteBackend"]
 
@@ -99,6 +102,7 @@ class SQLiteBackend:
         self._stores = 0
         self._conn: sqlite3.Connection | None = None
         self._pid = os.getpid()
+        renew_after_fork(self)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             with self._lock:
@@ -176,6 +180,18 @@ class SQLiteBackend:
     async def aclose(self) -> None:
         """`close` in a worker thread."""
         await asyncio.to_thread(self.close)
+
+    def _quiesce(self) -> Quiesced:
+        """What a fork waits for: no thread inside SQLite through this backend (a store
+        waits at most ``busy_timeout``), so the child finds SQLite in a sane state."""
+        return Quiesced(self._lock, self.busy_timeout + 1.0)
+
+    def _after_fork(self) -> None:
+        """In a forked child: a new lock (another thread may have held the parent's,
+        e.g. a store waiting out ``busy_timeout``), and a new connection on first use."""
+        self._lock = threading.Lock()
+        abandon(self._conn)
+        self._conn, self._pid = None, os.getpid()
 
     def _connection(self) -> sqlite3.Connection:
         """The shared connection, opened (and the schema made) on first use, and again in a

@@ -31,10 +31,12 @@ from benchmarks._timing import Settings, use_cpu_clock
 from benchmarks.context import Context
 from benchmarks.encryption import encryption
 from benchmarks.figures import memory_hit, miss_overhead, size_scaling, tracing
+from benchmarks.intent import intent
 from benchmarks.logstats import log_stats
 from benchmarks.memcached import memcached_hit
 from benchmarks.report import Row, print_table, write_json
 from benchmarks.stampede import stampede
+from benchmarks.telemetry import telemetry
 from benchmarks.workloads import Tracing
 
 SECTIONS: dict[str, Callable[[Context], list[Row]]] = {
@@ -45,7 +47,9 @@ SECTIONS: dict[str, Callable[[Context], list[Row]]] = {
     "miss": miss_overhead,
     "size": size_scaling,
     "stampede": stampede,
+    "telemetry": telemetry,
     "logstats": log_stats,
+    "intent": intent,
 }
 
 FULL = Settings(rounds=61, round_ms=12.0)

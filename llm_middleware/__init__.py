@@ -15,20 +15,25 @@ from .control import bypass, refresh, use_policy
 from .decorator import cache_by_intent, cache_info
 from .errors import (
     BackendLoadError,
+    CacheIdentityWarning,
     ConfigurationError,
     DecorationError,
     LLMMiddlewareError,
     SkipCache,
 )
+from .observation import observe
 from .policy import (
     POLICY_TTL,
     CachePolicy,
     Classification,
+    Except,
     IntentRules,
     Rule,
     determine_cache_policy,
 )
 from .registry import backend_from_url, load_backend
+from .semantic import Embedder
+from .semantic.match import SemanticMatch
 from .stampede import StampedeLock
 from .tiers import MultiLevelCache
 
@@ -39,15 +44,19 @@ __all__ = [
     "AsyncBackend",
     "Backend",
     "BackendLoadError",
+    "CacheIdentityWarning",
     "CachePolicy",
     "CallContext",
     "Classification",
     "ConfigurationError",
     "DecorationError",
+    "Embedder",
+    "Except",
     "IntentRules",
     "LLMMiddlewareError",
     "MultiLevelCache",
     "Rule",
+    "SemanticMatch",
     "SkipCache",
     "StampedeLock",
     "Step",
@@ -58,6 +67,7 @@ __all__ = [
     "configure",
     "determine_cache_policy",
     "load_backend",
+    "observe",
     "refresh",
     "use_policy",
 ]

@@ -12,9 +12,10 @@ import time
 from collections.abc import Awaitable, Callable, Generator
 from typing import Any, TypeVar
 
+from .codec import inflate_limit
 from .contract import Backend
 
-__all__ = ["Call", "Flow", "Op", "Sleep", "TierOp", "run_async", "run_sync"]
+__all__ = ["Call", "Carried", "Flow", "Op", "Sleep", "TierOp", "run_async", "run_sync", "unwrap"]
 
 T = TypeVar("T")
 
@@ -44,6 +45,7 @@ class Tier:
         "aset",
         "backend",
         "index",
+        "inflate_limit",
         "inline",
         "max_value_bytes",
         "name",
@@ -54,6 +56,11 @@ class Tier:
         self.backend = backend
         self.index = index
         self.max_value_bytes: int | None = getattr(backend, "max_value_bytes", None)
+        # how far an entry read here may inflate (the backend's ``max_inflated_bytes``,
+        # else a multiple of its ``max_value_bytes``): past it, a ``too_large`` miss
+        self.inflate_limit = inflate_limit(
+            self.max_value_bytes, getattr(backend, "max_inflated_bytes", None)
+        )
         self.inline = getattr(backend, "nonblocking", False) is True
         self.aget: Callable[[str], Awaitable[bytes | None]] = _async_twin(backend, "get")
         self.aset: Callable[[str, bytes, float], Awaitable[None]] = _async_twin(backend, "set")
@@ -124,6 +131,24 @@ class Sleep(Op):
         await asyncio.sleep(self.seconds)
 
 
+class Carried(Exception):
+    """An op's `StopIteration` on its way through a flow. Thrown into a generator as
+    itself, it would leave it as ``RuntimeError("generator raised StopIteration")``
+    (PEP 479); the drivers carry it in this wrapper and raise the original, unchanged,
+    to the caller. Flows that report an error name the original (`unwrap`)."""
+
+    __slots__ = ("original",)
+
+    def __init__(self, original: BaseException) -> None:
+        super().__init__(original)
+        self.original = original
+
+
+def unwrap(exc: BaseException) -> BaseException:
+    """The exception an op raised, out of its `Carried` wrapper if it has one."""
+    return exc.original if isinstance(exc, Carried) else exc
+
+
 def run_sync(flow: Flow[T]) -> T:
     """Drive ``flow`` to its end, performing each op by blocking."""
     result: Any = None
@@ -133,11 +158,17 @@ def run_sync(flow: Flow[T]) -> T:
             op = flow.send(result) if error is None else flow.throw(error)
         except StopIteration as stop:
             return stop.value  # type: ignore[no-any-return]
+        except Carried as carried:
+            original = carried.original
+            break
         result = error = None
         try:
             result = op.run()
+        except StopIteration as exc:
+            error = Carried(exc)
         except BaseException as exc:  # thrown back into the flow, which decides
             error = exc
+    raise original  # outside the handler: the original's __context__ stays its own
 
 
 async def run_async(flow: Flow[T]) -> T:
@@ -149,8 +180,14 @@ async def run_async(flow: Flow[T]) -> T:
             op = flow.send(result) if error is None else flow.throw(error)
         except StopIteration as stop:
             return stop.value  # type: ignore[no-any-return]
+        except Carried as carried:
+            original = carried.original
+            break
         result = error = None
         try:
             result = await op.arun()
+        except StopIteration as exc:
+            error = Carried(exc)
         except BaseException as exc:
             error = exc
+    raise original

@@ -10,9 +10,11 @@ import typing
 from collections.abc import Callable
 from typing import Any
 
-from . import config
+from . import config, listeners
 from ._binding import Binder
+from ._identity import identify
 from ._io import Flow, run_async, run_sync
+from ._snapshot import snapshot_call
 from .argkey import SCALARS, argument_key
 from .chain import (
     BuildKey,
@@ -33,6 +35,8 @@ from .hits import inline_tier, read_first, report_hit, settle
 from .intent_text import intent_reader
 from .memo import DecisionMemo
 from .options import CacheOptions
+from .semantic.level import SemanticHook
+from .semantic.match import SemanticMatch
 from .singleflight import AsyncFlights, Flights
 from .stats import CacheStats, Recorders
 from .tiers import MultiLevelCache
@@ -42,6 +46,10 @@ __all__ = ["CachedFunction"]
 
 
 def _return_type(func: Callable[..., Any]) -> object:
+    while isinstance(func, functools.partial):
+        func = func.func
+    if not (inspect.isfunction(func) or inspect.ismethod(func)) and callable(func):
+        func = type(func).__call__  # a callable instance: its __call__'s annotation
     try:
         return typing.get_type_hints(func).get("return")
     except Exception:  # unresolvable forward references: no model decoding
@@ -59,7 +67,10 @@ class CachedFunction:
         adapter: ResultAdapter | None = None,
     ) -> None:
         self.func = func
-        self.name = f"{func.__module__}.{func.__qualname__}"
+        identity = identify(func, options.name, options.namespace)
+        self.name = identity.name
+        self.owner = identity.owner  # a callable instance: keyed like a method's self
+        self.ignore = options.ignore
         self.signature = inspect.signature(func)
         params = list(self.signature.parameters.values())
         self.binder = Binder(self.signature)
@@ -83,14 +94,16 @@ class CachedFunction:
                 options.ignore,
                 options.namespace,
                 config.namespace_required if namespace_required is None else namespace_required,
+                identity.key_name,
             ),
         )
         self.codec = Codec(_return_type(func))
         self.stats = CacheStats(self.name)
         self.flights = Flights()
         self.async_flights: AsyncFlights[Any] = AsyncFlights()
+        self.revalidations = Revalidations()
         self.flow_options = FlowOptions(
-            self.codec, Revalidations(), adapter, options.lock, options.stale_ttl
+            adapter, options.lock, options.stale_ttl, _semantic_hook(options.semantic, self.ignore)
         )
         self._recorders: Recorders | None = None
         self.on_hit = None if adapter is None else adapter.on_hit
@@ -104,6 +117,8 @@ class CachedFunction:
         defaults are scalars (a mutable default may change between calls) and every
         step declares it `remembers` (checked again per call: the classifier follows
         ``configure``)."""
+        if callable(getattr(self.owner, "__cache_key__", None)):
+            return False  # the instance's state joins every key
         for name, param in self.signature.parameters.items():
             default = param.default
             if default is not param.empty and name not in ignore and type(default) not in SCALARS:
@@ -121,7 +136,7 @@ class CachedFunction:
             return None
         if self.rules is None:  # follow configure(rules=...) made after decoration
             self.choose_policy.classifier = config.default_rules()
-        ctx = CallContext(self.name, arguments, instance)
+        ctx = CallContext(self.name, arguments, self.owner if instance is None else instance)
         run_steps(self.steps, ctx)
         return ctx
 
@@ -160,23 +175,26 @@ class CachedFunction:
                     cache = self.cache or config.default_cache()
                     out = current_output()
                     if self.inline and inline_tier(cache, out, may_block=may_block):
-                        started = time.perf_counter() if out.info else 0.0
+                        watched = out.info or listeners.ACTIVE
+                        started = time.perf_counter() if watched else 0.0
                         key = decision.key
                         found = read_first(cache, key, self.codec)
                         recorders = self._recorders
                         if recorders is None or recorders.targets[0] is not cache.recorder:
                             recorders = self.recorders(cache)
                         if type(found) is Envelope:
+                            value = found.value
                             report_hit(
                                 recorders,
-                                Trace(self.name, key, recorders, out) if out.info else None,
+                                Trace(self.name, key, recorders, out) if watched else None,
                                 cache.tiers[0].name,
                                 decision.policy,
                                 started,
                                 found.duration_ms,
                                 found.saved_tokens,
+                                value=value,
+                                arguments=_by_name(args, kwargs) if listeners.ACTIVE else None,
                             )
-                            value = found.value
                             return value if self.on_hit is None else self.on_hit(value), None
                         trace = Trace(self.name, key, recorders, out)
                         start = settle(cache, key, found, trace)  # type: ignore[arg-type]
@@ -202,13 +220,23 @@ class CachedFunction:
             assert ctx.key is not None and ctx.policy is not None
             found = read_first(cache, ctx.key, self.codec)
             if type(found) is Envelope:
-                report_hit(trace.stats, trace, cache.tiers[0].name, ctx.policy.value, started,
-                           found.duration_ms, found.saved_tokens)  # fmt: skip
                 value = found.value
+                report_hit(trace.stats, trace, cache.tiers[0].name, ctx.policy.value, started,
+                           found.duration_ms, found.saved_tokens, value=value,
+                           arguments=ctx.arguments)  # fmt: skip
                 return value if self.on_hit is None else self.on_hit(value), None
             start = settle(cache, ctx.key, found, trace)  # type: ignore[arg-type]
-        call = functools.partial(wrapped, *args, **kwargs)
-        flow = cached_call(ctx, cache, call, flights, self.flow_options, started, max(start, 0))
+        call: Callable[[], Any]
+        if ctx.key is None:  # uncached: the caller's own call, at once
+            call, private = functools.partial(wrapped, *args, **kwargs), True
+        else:
+            live = [ctx.arguments[name] for name in self.ignore]
+            owner = self.owner if instance is None else instance
+            call, private = snapshot_call(wrapped, args, kwargs, live, owner)
+        flow = cached_call(
+            ctx, cache, self.codec, call, flights, self.revalidations, self.flow_options,
+            started, private=private, start=max(start, 0),
+        )  # fmt: skip
         return NO_VALUE, flow
 
     def call(
@@ -236,3 +264,20 @@ class CachedFunction:
         if answer is not NO_VALUE:
             return answer
         return await (wrapped(*args, **kwargs) if flow is None else run_async(flow))
+
+
+def _semantic_hook(setting: object, ignore: tuple[str, ...]) -> SemanticHook | None:
+    """How a function takes part in semantic matching: its own `SemanticMatch`
+    (``True``: one with the defaults), ``False`` (never), or ``None`` (follow
+    ``configure(semantic=...)``)."""
+    if setting is None or setting is False or isinstance(setting, SemanticMatch):
+        return None if setting is False else SemanticHook(setting, ignore, config.default_semantic)
+    if setting is True:
+        return SemanticHook(SemanticMatch(), ignore, config.default_semantic)
+    raise DecorationError(f"semantic= takes a SemanticMatch, True or False, not {setting!r}")
+
+
+def _by_name(args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
+    """A call's arguments for the listeners: keywords by name, positional ones by
+    position (``"0"``, ``"1"``, ...)."""
+    return {**{str(n): value for n, value in enumerate(args)}, **kwargs}

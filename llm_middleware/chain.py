@@ -177,14 +177,16 @@ class BuildKey:
     Remembered unless the namespace is a callable of the arguments.
     """
 
-    __slots__ = ("_memo", "ignore", "namespace", "namespace_required", "remembers")
+    __slots__ = ("_memo", "identity", "ignore", "namespace", "namespace_required", "remembers")
 
     def __init__(
         self,
         ignore: Iterable[str] = (),
         namespace: str | Callable[[Mapping[str, Any]], object] | None = None,
         namespace_required: bool | Callable[[], bool] = False,
+        identity: str | None = None,
     ) -> None:
+        self.identity = identity  # the function as its keys know it (default: ctx.fn)
         self.ignore = frozenset(ignore)
         self.namespace = namespace
         self.namespace_required = namespace_required
@@ -209,9 +211,9 @@ class BuildKey:
             keyed["__self__"] = hook()
         if ctx.key_extra:
             keyed["__extra__"] = ctx.key_extra
-        memo = self._memo
-        if memo is None or memo.fn != ctx.fn:
-            memo = self._memo = KeyMemo(ctx.fn)
+        memo, fn = self._memo, self.identity or ctx.fn
+        if memo is None or memo.fn != fn:
+            memo = self._memo = KeyMemo(fn)
         try:
             ctx.key = memo.key(keyed, ctx.namespace)
         except UnkeyableError as exc:

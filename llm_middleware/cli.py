@@ -33,8 +33,21 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 def _cmd_classify(args: argparse.Namespace) -> int:
     rules = IntentRules.from_file(args.rules) if args.rules else IntentRules.default()
+    if (args.prompt is None) == (args.eval is None):
+        raise LLMMiddlewareError("classify takes a PROMPT or --eval FILE (one of them)")
+    if args.eval is not None:
+        from .intent_eval import evaluate, read_labelled
+
+        result = evaluate(rules, read_labelled(args.eval))
+        print(json.dumps(result.as_dict(), indent=2) if args.json else result.render(args.errors))
+        return 0
     verdict = rules.classify(args.prompt)
-    print(f"policy: {verdict.policy.name}  ttl: {verdict.ttl}s  rule: {verdict.rule}")
+    if args.json:
+        print(
+            json.dumps({"policy": verdict.policy.value, "ttl": verdict.ttl, "rule": verdict.rule})
+        )
+    else:
+        print(f"policy: {verdict.policy.name}  ttl: {verdict.ttl}s  rule: {verdict.rule}")
     return 0
 
 
@@ -161,9 +174,16 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--latency", type=float, default=0.2, help="simulated LLM seconds per call")
     demo.add_argument("--json", action="store_true", help="print every trace event as JSON")
     demo.set_defaults(run=_cmd_demo)
-    classify = commands.add_parser("classify", help="show the policy a prompt gets")
-    classify.add_argument("prompt")
+    classify = commands.add_parser(
+        "classify", help="show the policy a prompt gets, or measure the rules on labelled questions"
+    )
+    classify.add_argument("prompt", nargs="?")
     classify.add_argument("--rules", help="a TOML rules file (see docs/policy.md)")
+    classify.add_argument(
+        "--eval", metavar="FILE", help="a JSON list of {question, fact_type} (see docs/policy.md)"
+    )
+    classify.add_argument("--errors", action="store_true", help="with --eval: list the misses")
+    classify.add_argument("--json", action="store_true", help="machine-readable output")
     classify.set_defaults(run=_cmd_classify)
     stats = commands.add_parser("stats", help="summarize cache.result events of a JSON-lines log")
     stats.add_argument("logfile", help="a log file, or - for standard input")
@@ -192,6 +212,9 @@ def _parser() -> argparse.ArgumentParser:
         "keygen", help="print a new encryption key (32 random bytes, base64)"
     )
     keygen.set_defaults(run=_cmd_keygen)
+    from .semantic.cli import add_semantic_command
+
+    add_semantic_command(commands)
     return parser
 
 

@@ -51,6 +51,8 @@ def shadow_method(
     cached ``fn(endpoint, request, transport)``. ``absent``: the SDK's "not given"
     types, left out of the request as if not passed."""
     options = dict(options)
+    # named after the API it stands for: the client method it captures is not its identity
+    options.setdefault("name", ".".join(api))
     ignore = frozenset(options.pop("ignore", ()))
     options["steps"] = (*steps, *options.get("steps", ()))
     original = resource.create

@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import math
 import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -39,7 +38,34 @@ _MAC_BYTES = 32
 
 
 MAX_DECOMPRESSED_BYTES = 256 * 1024 * 1024
-"""A stored entry never inflates beyond this (a hostile tier cannot exhaust memory)."""
+"""No stored entry inflates beyond this, whatever its tier's own limit."""
+INFLATE_FACTOR = 4
+"""A tier's default inflation limit is this many times its ``max_value_bytes``."""
+DEFAULT_INFLATE_LIMIT = 32 * 1024 * 1024
+"""The inflation limit of a tier without ``max_value_bytes`` (nor ``max_inflated_bytes``)."""
+
+# Envelope fields out of these ranges are not what the codec writes: an entry planted
+# with them is a miss (``out_of_range``), so that nothing a hit computes from them --
+# rounding a duration, summing saved time -- can overflow or mislead.
+MAX_TIMESTAMP = 1e11  # seconds: the year 5138
+MAX_DURATION_MS = 1e9  # about eleven and a half days
+MAX_TOKENS = 10**12
+MAX_POLICY_CHARS = 64
+
+
+def inflate_limit(max_value_bytes: int | None, max_inflated_bytes: int | None = None) -> int:
+    """How far a tier's compressed entries may inflate: ``max_inflated_bytes`` when
+    set, else `INFLATE_FACTOR` times ``max_value_bytes`` (4 MiB for memcached's
+    1 MiB items), else `DEFAULT_INFLATE_LIMIT`; never above `MAX_DECOMPRESSED_BYTES`."""
+    if max_inflated_bytes is not None:
+        limit = max_inflated_bytes
+    elif max_value_bytes is not None:
+        limit = INFLATE_FACTOR * max_value_bytes
+    else:
+        limit = DEFAULT_INFLATE_LIMIT
+    return max(1, min(limit, MAX_DECOMPRESSED_BYTES))
+
+
 _MEMO_SIZE = 256
 _MEMO_BYTES = 64 * 1024
 
@@ -101,23 +127,38 @@ class Envelope:
         return self.expires - now
 
 
-def _finite(value: object) -> float:
+class _OutOfRange(ValueError):
+    """A well-typed envelope field with a value the codec never writes."""
+
+
+def _finite(value: object, low: float, high: float) -> float:
+    """A stored number within ``[low, high]``."""
     if type(value) not in (int, float):
         raise TypeError("not a number")
     number = float(value)  # type: ignore[arg-type]
-    if not math.isfinite(number):
-        raise ValueError("not finite")
+    if not low <= number <= high:  # NaN and the infinities fail too
+        raise _OutOfRange(f"{value!r} is not within [{low}, {high}]")
     return number
 
 
 def _usage(value: object) -> dict[str, int] | None:
-    """Token usage as stored: None, or token counts by name."""
+    """Token usage as stored: None, or token counts by name, each within range."""
     if value is None:
         return None
     if not isinstance(value, dict) or not all(
         isinstance(k, str) and type(v) is int for k, v in value.items()
     ):
         raise TypeError("usage is not token counts")
+    if not all(0 <= v <= MAX_TOKENS for v in value.values()):
+        raise _OutOfRange("a token count out of range")
+    return value
+
+
+def _policy(value: object) -> str:
+    if type(value) is not str:
+        raise TypeError("policy is not text")
+    if len(value) > MAX_POLICY_CHARS:
+        raise _OutOfRange("policy name too long")
     return value
 
 
@@ -137,7 +178,7 @@ class Codec:
     def __init__(self, result_type: object = None, *, compress_min_bytes: int = 4096) -> None:
         self._model: Any = result_type if _is_model_class(result_type) else None
         self.compress_min_bytes = compress_min_bytes
-        self._memo: BoundedMemo[bytes, Envelope] = BoundedMemo(_MEMO_SIZE)
+        self._memo: BoundedMemo[bytes, tuple[Envelope, int]] = BoundedMemo(_MEMO_SIZE)
 
     def _dump_value(self, value: Any) -> tuple[str, Any, dict[str, int] | None]:
         if type(value) is str:
@@ -167,6 +208,24 @@ class Codec:
         usage: dict[str, int] | None = None,
     ) -> tuple[bytes, Envelope]:
         """The stored bytes for ``value``, and the envelope they decode to."""
+        data, envelope, _ = self.encode_sized(
+            value, policy=policy, created=created, ttl=ttl, duration_ms=duration_ms, usage=usage
+        )
+        return data, envelope
+
+    def encode_sized(
+        self,
+        value: Any,
+        *,
+        policy: str,
+        created: float,
+        ttl: float,
+        duration_ms: float,
+        usage: dict[str, int] | None = None,
+    ) -> tuple[bytes, Envelope, int | None]:
+        """`encode`, plus the size the stored bytes inflate to when they are
+        compressed (``None`` when not): a tier whose inflation limit is lower is not
+        offered them, so that no entry stored is one the tier's reads refuse."""
         tag, data, found_usage = self._dump_value(value)
         envelope = Envelope(
             value, policy, created, created + ttl, duration_ms, usage or found_usage
@@ -185,53 +244,72 @@ class Codec:
         if len(raw) >= self.compress_min_bytes:
             packed = b"z" + zlib.compress(raw, 6)
             if len(packed) < len(raw):
-                return packed, envelope
-        return raw, envelope
+                return packed, envelope, len(raw)
+        return raw, envelope, None
 
-    def decode(self, data: bytes) -> Envelope:
-        """The envelope stored in ``data``; `InvalidEntry` when it is not one.
+    def decode(self, data: bytes, limit: int = MAX_DECOMPRESSED_BYTES) -> Envelope:
+        """The envelope stored in ``data``; `InvalidEntry` when it is not one, or when
+        it inflates beyond ``limit`` bytes (``too_large``: no more than ``limit`` is
+        ever allocated for it).
 
         Envelopes of immutable values (strings) are remembered by their bytes: a hit
         on the same stored entry is then a dict lookup (bytes cache their hash), and
         every caller still gets an equal, unshareable-by-mutation value."""
-        envelope = self._memo.get(data)
-        if envelope is not None:
-            return envelope
-        envelope = self._decode(data)
-        if type(envelope.value) is str and len(data) <= _MEMO_BYTES:
-            self._memo.put(data, envelope)
-        return envelope
+        remembered = self._memo.get(data)
+        if remembered is not None and remembered[1] <= limit:
+            return remembered[0]
+        return self.decode_sized(data, limit)[0]
 
-    def _decode(self, data: bytes) -> Envelope:
+    def decode_sized(
+        self, data: bytes, limit: int = MAX_DECOMPRESSED_BYTES
+    ) -> tuple[Envelope, int | None]:
+        """`decode`, plus the size ``data`` inflated to (``None``: not compressed)."""
+        remembered = self._memo.get(data)
+        if remembered is not None:
+            envelope, inflated = remembered
+            if inflated > limit:
+                raise InvalidEntry("too_large")
+            return envelope, inflated or None
+        envelope, size = self._decode(data, min(limit, MAX_DECOMPRESSED_BYTES))
+        if type(envelope.value) is str and len(data) <= _MEMO_BYTES:
+            self._memo.put(data, (envelope, size or 0))
+        return envelope, size
+
+    def _decode(self, data: bytes, limit: int) -> tuple[Envelope, int | None]:
         if not data:
             raise InvalidEntry("empty")
+        inflated = None
         if data[0] == _ZLIB:
             inflate = zlib.decompressobj()
             try:
-                data = inflate.decompress(data[1:], MAX_DECOMPRESSED_BYTES)
+                data = inflate.decompress(data[1:], limit)
             except zlib.error as exc:
                 raise InvalidEntry("corrupt_compression") from exc
-            if inflate.unconsumed_tail:  # a decompression bomb, or absurdly large
+            if inflate.unconsumed_tail:  # a decompression bomb, or over the tier's limit
                 raise InvalidEntry("too_large")
             if not data or not inflate.eof:  # empty, or truncated (no complete stream)
                 raise InvalidEntry("corrupt_compression")
+            inflated = len(data)
         if data[0] != _PLAIN:
             raise InvalidEntry("not_envelope")
         try:
             doc = json.loads(data)
             schema, tag, raw = doc["schema"], doc["type"], doc["value"]
+            created = _finite(doc["created"], 0.0, MAX_TIMESTAMP)
             envelope_fields = (
-                str(doc["policy"]),
-                _finite(doc["created"]),
-                _finite(doc["expires"]),
-                _finite(doc["duration_ms"]),
+                _policy(doc["policy"]),
+                created,
+                _finite(doc["expires"], created, MAX_TIMESTAMP),
+                _finite(doc["duration_ms"], 0.0, MAX_DURATION_MS),
                 _usage(doc["usage"]),
             )
+        except _OutOfRange as exc:
+            raise InvalidEntry("out_of_range") from exc
         except (ValueError, KeyError, TypeError, RecursionError, OverflowError) as exc:
             raise InvalidEntry("not_envelope") from exc
         if schema != ENVELOPE_SCHEMA:
             raise InvalidEntry("schema_mismatch")
-        return Envelope(self._load_value(tag, raw), *envelope_fields)
+        return Envelope(self._load_value(tag, raw), *envelope_fields), inflated
 
     def _load_value(self, tag: object, raw: Any) -> Any:
         try:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from .contract import Backend
 from .encryption import EncryptionKeys
@@ -18,6 +19,9 @@ from .errors import ConfigurationError
 from .policy import Classifier, IntentRules
 from .registry import backend_from_url
 from .tiers import MultiLevelCache
+
+if TYPE_CHECKING:
+    from .semantic.match import SemanticMatch
 
 __all__ = ["DEFAULT_TIERS", "TIERS_ENV", "configure", "default_cache", "default_rules"]
 
@@ -28,6 +32,7 @@ _lock = threading.Lock()
 _cache: MultiLevelCache | None = None
 _rules: IntentRules | Classifier = IntentRules.default()
 _namespace_required = False
+_semantic: SemanticMatch | None = None
 _generation = 0  # bumped by every configure()/reset(): remembered decisions expire
 
 
@@ -55,15 +60,17 @@ def configure(
     secret: str | bytes | Sequence[str | bytes] | None = None,
     namespace_required: bool | None = None,
     encryption_key: EncryptionKeys | None = None,
+    semantic: SemanticMatch | bool | None = None,
 ) -> MultiLevelCache:
     """Set the process default cache (a `MultiLevelCache`, or ``tiers``: backends or
     backend URLs, signed with ``secret`` and encrypted in shared tiers with
-    ``encryption_key`` when given), the default intent rules,
-    and whether every call must resolve a namespace. Returns the default cache.
+    ``encryption_key`` when given), the default intent rules, whether every call
+    must resolve a namespace, and the process default semantic matching (a
+    `SemanticMatch`, or ``False`` to turn it off again). Returns the default cache.
 
     Errors in the configuration (unknown backend, bad URL or option) raise here.
     """
-    global _cache, _rules, _namespace_required, _generation
+    global _cache, _rules, _namespace_required, _semantic, _generation
     if cache is not None and tiers is not None:
         raise ConfigurationError("configure() takes cache= or tiers=, not both")
     if secret is not None and tiers is None:
@@ -80,6 +87,11 @@ def configure(
             cache = MultiLevelCache(backends, secret=secret, encryption_key=encryption_key)
     if rules is not None and not callable(rules):
         raise ConfigurationError(f"rules must be IntentRules or a classifier, not {rules!r}")
+    if semantic is not None and semantic is not False:
+        from .semantic.match import SemanticMatch
+
+        if not isinstance(semantic, SemanticMatch):
+            raise ConfigurationError(f"semantic= takes a SemanticMatch or False, not {semantic!r}")
     with _lock:
         if cache is not None:
             _cache = cache
@@ -87,6 +99,8 @@ def configure(
             _rules = rules
         if namespace_required is not None:
             _namespace_required = namespace_required
+        if semantic is not None:
+            _semantic = semantic or None
         _generation += 1
     return default_cache()
 
@@ -113,6 +127,11 @@ def namespace_required() -> bool:
     return _namespace_required
 
 
+def default_semantic() -> SemanticMatch | None:
+    """The process default semantic matching (``configure(semantic=...)``), if any."""
+    return _semantic
+
+
 def generation() -> int:
     """A number that changes whenever the defaults may have (`configure`, `reset`)."""
     return _generation
@@ -120,9 +139,10 @@ def generation() -> int:
 
 def reset() -> None:
     """Forget the configured defaults (the next use rebuilds them). For tests."""
-    global _cache, _rules, _namespace_required, _generation
+    global _cache, _rules, _namespace_required, _semantic, _generation
     with _lock:
         _cache = None
+        _semantic = None
         _rules = IntentRules.default()
         _namespace_required = False
         _generation += 1

@@ -48,6 +48,10 @@ class Backend(Protocol):
 
     - ``max_value_bytes: int | None`` -- values longer than this are not offered
       to the tier (the cache logs ``cache.bypass`` with reason ``too_large``).
+    - ``max_inflated_bytes: int | None`` -- how far a compressed entry read from the
+      tier may inflate (default: four times ``max_value_bytes``, else 32 MiB); past it the
+      entry is a miss (``cache.error`` reason ``too_large``), and answers that would
+      inflate past it are not stored in the tier.
     - ``nonblocking: bool`` -- ``True`` when ``get``/``set``/``delete`` never wait
       on I/O (an in-process store): async code then calls them inline, and an
       async hit in this tier is read inline, like a sync one.

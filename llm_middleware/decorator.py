@@ -15,6 +15,7 @@ from .errors import DecorationError
 from .flow import ResultAdapter
 from .options import CacheOptions, Namespace, PromptArg
 from .policy import CachePolicy, Classifier, IntentRules
+from .semantic.match import SemanticMatch
 from .stampede import StampedeLock
 from .stats import StatsSnapshot
 from .tiers import MultiLevelCache
@@ -48,6 +49,8 @@ def cache_by_intent(
     namespace_required: bool | None = None,
     lock: bool | StampedeLock = False,
     stale_ttl: float = 0.0,
+    name: str | None = None,
+    semantic: SemanticMatch | bool | None = None,
 ) -> Callable[[F], F]: ...
 
 
@@ -73,8 +76,17 @@ def cache_by_intent(func: Any = None, /, **options: Any) -> Any:
       its answer instead of calling too.
     - ``stale_ttl``: a grace window in seconds after an answer's lifetime in which a
       hit returns the stale answer at once while one background call refreshes it.
+    - ``semantic``: a `SemanticMatch` lets a prompt of the same meaning share a
+      stored answer, within a stated error rate (default: ``configure(semantic=...)``;
+      ``False``: only identical calls share answers).
     - ``tiers_for``: policy → how many tiers (from the top) store its answers
       (default SHORT → 1, MEDIUM → 2, LONG → all).
+    - ``name``: an explicit cache identity for the function (default: its module
+      and qualified name, plus the plain JSON data a closure captures, read once
+      here); functions of one ``name`` share entries. A closure that captures
+      other values (a client) is warned about (`CacheIdentityWarning`) unless it has
+      a ``name`` or a ``namespace``. A ``functools.partial`` is its function plus its
+      bound arguments; a callable instance is its class plus ``__cache_key__()``.
     - ``steps``: extra chain steps, run after the policy is chosen and before the
       key is built; each is ``step(ctx: CallContext) -> None`` and may raise
       `SkipCache`.
@@ -106,10 +118,19 @@ def decorate(
         raise DecorationError(f"cache_by_intent decorates functions, not {func!r}")
     cached = CachedFunction(target, options, adapter)
     # the wrapper is the bound method itself: no extra frame per call
-    handler = cached.acall if inspect.iscoroutinefunction(target) else cached.call
+    handler = cached.acall if _is_async(target) else cached.call
     wrapper = wrapt.FunctionWrapper(func, handler)
     wrapper.cache_info = cached.stats.snapshot  # type: ignore[attr-defined]
     return wrapper
+
+
+def _is_async(target: Any) -> bool:
+    """A coroutine function, a partial of one, or an instance with an async __call__."""
+    if inspect.iscoroutinefunction(target):
+        return True
+    if inspect.isfunction(target) or not callable(target):
+        return False
+    return inspect.iscoroutinefunction(type(target).__call__)
 
 
 def _as_keywords(options: CacheOptions) -> dict[str, Any]:

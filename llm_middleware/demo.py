@@ -6,6 +6,8 @@ for up to 5 min, L2: 1,000 items for up to 1 h). Then the demo's clock jumps six
 minutes: short-lived answers have expired, and longer-lived ones leave L1 at its
 cap, are served from L2 and promoted back. Each call's decision is printed from
 its ``cache.result`` event, then a summary of hits, misses and time saved.
+Last, when the default embedder is installed, semantic matching: the embedder
+used, the threshold of ``max_wrong=0.20``, and the level each prompt matched at.
 """
 
 from __future__ import annotations
@@ -127,7 +129,52 @@ def run_demo(
         f"hits saved {info['saved_ms'] / 1000:.2f}s; {info['promotions']} promoted from L2 to L1.",
         file=out,
     )
+    _semantic_demo(clock, latency, rows, out)
     return info
+
+
+SEMANTIC_WORKLOAD = (
+    "Explain how HTTP caching works.",
+    "explain how HTTP caching works",  # the normalized level
+    "Explain the way HTTP caching works.",  # a paraphrase: the semantic level
+    "Explain how DNS caching works.",  # close in words, another question
+    "Explain the way HTTP caching works.",  # now an exact hit
+)
+
+
+def _semantic_demo(
+    clock: Any, latency: float, rows: list[MutableMapping[str, Any]], out: TextIO
+) -> None:
+    """Semantic matching with the default embedder, when it is installed."""
+    from .errors import ConfigurationError
+    from .semantic.match import SemanticMatch
+
+    try:
+        semantic = SemanticMatch(max_wrong=0.20)
+    except (ConfigurationError, ImportError) as exc:
+        print(f"\nsemantic matching: not shown ({exc})", file=out)
+        return
+    embedder = semantic.embedder
+    source = getattr(embedder, "source", "")
+    print(
+        f"\nsemantic matching with embedder {embedder.name} ({source}); "
+        f"max_wrong=0.20 gives threshold {semantic.threshold:.4f}:",
+        file=out,
+    )
+    cache = MultiLevelCache([load_backend("memory", maxsize=100, timer=clock)], timer=clock)
+
+    @cache_by_intent(cache=cache, semantic=semantic)
+    def explain(prompt: str) -> str:
+        time.sleep(latency)
+        return f"[answer] {prompt}"
+
+    for prompt in SEMANTIC_WORKLOAD:
+        before = len(rows)
+        explain(prompt)
+        for row in rows[before:]:
+            similarity = f" similarity {row['similarity']:.3f}" if "similarity" in row else ""
+            tier = row["tier"] or "-"
+            print(f"    {prompt:<42} {row['outcome']:<5} {tier}{similarity}", file=out)
 
 
 def _by_tier(info: dict[str, Any]) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 __all__ = [
     "BackendLoadError",
+    "CacheIdentityWarning",
     "ConfigurationError",
     "DecorationError",
     "LLMMiddlewareError",
@@ -33,3 +34,7 @@ class SkipCache(LLMMiddlewareError):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
+
+
+class CacheIdentityWarning(UserWarning):
+    """A decorated closure captures values that cannot tell it from others made alike."""

@@ -8,22 +8,29 @@ already decided everything it needs (policy, key, namespace, controls).
 from __future__ import annotations
 
 import asyncio
+import collections.abc
 import contextvars
 import copy
+import io
 import logging
 import threading
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
 
-from ._io import Call, Flow, Op, run_async, run_sync
+from . import listeners
+from ._io import Call, Flow, Op, run_async, run_sync, unwrap
 from .chain import DEGRADED, CallContext
 from .codec import Codec, UnsupportedValue
 from .hits import report_hit
 from .singleflight import AsyncFlights, Flights
-from .stampede import StampedeLock, Upstream, leader_flow
+from .stampede import Outcome, StampedeLock, Upstream, leader_flow
 from .tiers import Hit, MultiLevelCache
+from .trace import Trace
+
+if TYPE_CHECKING:
+    from .semantic.level import Probe, SemanticHook
 
 __all__ = ["Commit", "FlowOptions", "ResultAdapter", "StampedeLock", "cached_call"]
 
@@ -97,7 +104,8 @@ def refresh_flow(
     try:
         value, ms = yield Call(call)
     except Exception as exc:
-        ctx.trace.warning("cache.error", tier=None, error=f"{type(exc).__name__}: {exc}",
+        error = unwrap(exc)
+        ctx.trace.warning("cache.error", tier=None, error=f"{type(error).__name__}: {error}",
                           reason="revalidate")  # fmt: skip
         return
     yield from store_value(ctx, cache, codec, value, ms, stale_ttl)
@@ -136,31 +144,35 @@ class ResultAdapter(Protocol):
 
 @dataclass(frozen=True)
 class FlowOptions:
-    """What the flow follows for one decorated function: its codec, its running
-    background refreshes, and its options."""
+    """Per-function choices the flow follows."""
 
-    codec: Codec = field(default_factory=Codec)
-    revalidations: Revalidations = field(default_factory=lambda: Revalidations())
     adapter: ResultAdapter | None = None
     lock: StampedeLock | None = None
     stale_ttl: float = 0.0
+    semantic: SemanticHook | None = None
 
 
 def cached_call(
     ctx: CallContext,
     cache: MultiLevelCache,
+    codec: Codec,
     call: Callable[[], Any] | Callable[[], Awaitable[Any]],
     flights: Flights | AsyncFlights[Any],
-    options: FlowOptions,
+    revalidations: Revalidations,
+    options: FlowOptions = FlowOptions(),
     started: float | None = None,
+    *,
+    private: bool = False,
     start: int = 0,
 ) -> Flow[Any]:
     """The I/O of one call, after the steps decided: lookup → call → store.
-    ``started``: the call's ``time.perf_counter()`` at its start; ``start``: the
-    first tier to look up (the tiers above it were looked up already, without an
-    answer: see ``hits.read_first``)."""
+    ``started``: the call's ``time.perf_counter()`` at its start; ``start``: the first
+    tier to look up (the tiers above it were looked up already, without an answer:
+    see ``hits.read_first``). ``call`` runs on
+    arguments snapshotted when the key was made (see ``_snapshot``); ``private``: they
+    could not be, so the call is neither shared with concurrent callers nor refreshed
+    in the background (either would run later, on arguments that may have changed)."""
     trace = ctx.trace
-    codec, revalidations = options.codec, options.revalidations
     if started is None:
         started = time.perf_counter()
     adapter = options.adapter
@@ -173,10 +185,10 @@ def cached_call(
         trace.stats.bypass(ctx.skip, policy=None if ctx.policy is None else ctx.policy.value)
         value, ms = yield Call(call)
         trace.debug("cache.call", duration_ms=round(ms, 3))
-        trace.result("bypass", None, _policy(ctx), started, 0.0, 0)
+        _result(trace, "bypass", None, ctx, started, 0.0, 0, value=value)
         return value
     assert ctx.key is not None and ctx.policy is not None
-    shared = adapter is None or adapter.shareable(ctx)
+    shared = not private and (adapter is None or adapter.shareable(ctx))
     # a stream is never served stale: its refresh would be a stream nobody reads
     grace = options.stale_ttl if shared else 0.0
     if ctx.read:
@@ -189,12 +201,21 @@ def cached_call(
                     lambda: refresh_flow(ctx, cache, codec, call, options.stale_ttl),
                 )
             return _answer_hit(ctx, hit, started, adapter)
-    else:
+    probe: Probe | None = None
+    if options.semantic is not None:  # the fuzzy levels, when opted in
+        probe = yield from options.semantic.find(ctx, cache, codec, search=ctx.read)
+        found = None if probe is None or probe.match.shadow else probe.candidate
+        if found is not None:
+            yield from options.semantic.serve(ctx, cache, codec, found)
+            fuzzy = Hit(found.hit.envelope, found.level, False)
+            return _answer_hit(ctx, fuzzy, started, adapter, similarity=round(found.similarity, 4))
+    if not ctx.read:
         trace.info("cache.bypass", reason="refresh")
     upstream = Upstream(
         lambda: leader_flow(ctx, cache, codec, call, options.lock),
         ctx.key if shared else None,
         flights,
+        lambda outcome: _finish(ctx, cache, codec, outcome, options, probe),
     )
     outcome, leader = yield upstream
     try:
@@ -204,41 +225,104 @@ def cached_call(
         value, ms = outcome.value, outcome.ms
         trace.debug("cache.call", duration_ms=round(ms, 3))
         if not leader:  # another caller's in-flight call answered this one
-            report_hit(trace.stats, trace, "inflight", ctx.policy.value, started, ms, 0)
-            return _own_copy(value)
+            own = _own_copy(value)
+            if own is not _ONE_SHOT:
+                report_hit(trace.stats, trace, "inflight", ctx.policy.value, started, ms, 0,
+                           value=own, arguments=ctx.arguments)  # fmt: skip
+                return own
+            # a one-shot result (an iterator, a stream) is its caller's alone: this
+            # caller makes its own call, whose result is not stored (as the leader's)
+            value, ms = yield Call(call)
+            trace.debug("cache.call", duration_ms=round(ms, 3))
+            trace.stats.miss(ctx.policy.value)
+            _result(trace, "miss", None, ctx, started, 0.0, 0, value=value)
+            return value
         trace.stats.miss(ctx.policy.value)
-        store_now = True
-        if adapter is not None:
-            value, store_now = adapter.on_miss(value, Commit(ctx, cache, codec))
-        if store_now:
-            yield from store_value(ctx, cache, codec, value, ms, options.stale_ttl)
-        if outcome.lock is not None:
-            yield from cache.unlock(outcome.lock, trace)
+        value = yield from _finish(ctx, cache, codec, outcome, options, probe)
     finally:
         upstream.release()
-    trace.result("miss", None, _policy(ctx), started, 0.0, 0)
+    shadow = {} if probe is None else _shadow(trace, probe, value)
+    _result(trace, "miss", None, ctx, started, 0.0, 0, value=value, **shadow)
     return value
 
 
+def _finish(
+    ctx: CallContext,
+    cache: MultiLevelCache,
+    codec: Codec,
+    outcome: Outcome,
+    options: FlowOptions,
+    probe: Probe | None = None,
+) -> Flow[Any]:
+    """The leader's part after its call: shape the value for the caller (the adapter),
+    store it, release the cross-process lock. Also run for a cancelled async leader,
+    so that an answer its followers received is stored all the same."""
+    value, store_now = outcome.value, outcome.hit is None
+    if store_now and options.adapter is not None:
+        value, store_now = options.adapter.on_miss(value, Commit(ctx, cache, codec))
+    if store_now:
+        yield from store_value(ctx, cache, codec, value, outcome.ms, options.stale_ttl)
+        if probe is not None and options.semantic is not None:  # index it for fuzzy matches
+            yield from options.semantic.remember(ctx, cache, probe)
+    if outcome.lock is not None:
+        yield from cache.unlock(outcome.lock, ctx.trace)
+    return value
+
+
+def _shadow(trace: Trace, probe: Probe, value: Any) -> dict[str, Any]:
+    """Shadow mode: whether the match found (and not served) agreed with the answer."""
+    found = probe.candidate
+    if found is None or not probe.match.shadow:
+        return {}
+    from .semantic.level import same_answer
+
+    judge = probe.match.judge or same_answer
+    try:
+        correct = bool(judge(found.hit.envelope.value, value))
+    except Exception:  # a failing judge: no verdict, never the caller's problem
+        return {"shadow_match": found.key}
+    trace.stats.shadow(correct)
+    return {
+        "shadow_match": found.key, "shadow_correct": correct,
+        "similarity": round(found.similarity, 4), "shadow_tier": found.level,
+    }  # fmt: skip
+
+
 _IMMUTABLE = frozenset({str, int, float, bool, bytes, type(None)})
+_CONSUMED = (
+    collections.abc.Iterator,
+    collections.abc.AsyncIterator,
+    collections.abc.Awaitable,
+    io.IOBase,
+)
+_ONE_SHOT: Any = object()
+"""`_own_copy`'s answer for a value that cannot be handed to a second caller."""
 
 
 def _own_copy(value: Any) -> Any:
     """A copy of a value shared by concurrent callers, so that one caller's mutation
-    is not another's surprise (as with separate calls, or separate cache hits)."""
+    is not another's surprise (as with separate calls, or separate cache hits); or
+    `_ONE_SHOT` when there is no such copy: an iterator, a generator, a stream (what
+    one caller consumes, another would miss) or anything `copy.deepcopy` refuses."""
     if type(value) in _IMMUTABLE:
         return value
+    if isinstance(value, _CONSUMED):
+        return _ONE_SHOT
     try:
         return copy.deepcopy(value)
-    except Exception:  # not copyable: the shared object, as the function returned it
-        return value
+    except Exception:  # not copyable: never shared
+        return _ONE_SHOT
 
 
-def _answer_hit(ctx: CallContext, hit: Hit, started: float, adapter: ResultAdapter | None) -> Any:
+def _answer_hit(
+    ctx: CallContext, hit: Hit, started: float, adapter: ResultAdapter | None, **extra: Any
+) -> Any:
     env = hit.envelope
     policy = None if ctx.policy is None else ctx.policy.value
+    if hit.stale:
+        extra["stale"] = True
     report_hit(ctx.trace.stats, ctx.trace, hit.tier, policy, started, env.duration_ms,
-               env.saved_tokens, stale=hit.stale)  # fmt: skip
+               env.saved_tokens, value=env.value, arguments=ctx.arguments, **extra)  # fmt: skip
     return env.value if adapter is None else adapter.on_hit(env.value)
 
 
@@ -254,7 +338,7 @@ def store_value(
     ``stale_ttl`` seconds past its lifetime for stale-while-revalidate."""
     assert ctx.key is not None and ctx.policy is not None
     try:
-        data, _ = codec.encode(
+        data, _, inflated = codec.encode_sized(
             value, policy=ctx.policy.value, created=cache.timer(), ttl=ctx.ttl, duration_ms=ms
         )
     except Exception as exc:  # any value the codec cannot store: returned, not stored
@@ -263,8 +347,28 @@ def store_value(
         ctx.trace.stats.bypass("unsupported_result", whole_call=False)
         return
     depth = len(cache.tiers) if ctx.depth is None else ctx.depth
-    yield from cache.store(ctx.key, data, ctx.ttl + stale_ttl, depth, ctx.trace)
+    yield from cache.store(ctx.key, data, ctx.ttl + stale_ttl, depth, ctx.trace, inflated)
 
 
-def _policy(ctx: CallContext) -> str | None:
-    return None if ctx.policy is None else ctx.policy.value
+def _result(
+    trace: Trace,
+    outcome: str,
+    tier: str | None,
+    ctx: CallContext,
+    started: float,
+    saved_ms: float,
+    saved_tokens: int,
+    *,
+    value: Any = None,
+    **extra: Any,
+) -> None:
+    """The call's end: its ``cache.result`` event, and the listeners (``observe()``,
+    OpenTelemetry) when there are any."""
+    policy = None if ctx.policy is None else ctx.policy.value
+    if outcome != "hit":  # a miss or a bypass has called the function: the check is free
+        listeners.check()
+    if listeners.ACTIVE:
+        listeners.notify(trace.fn, ctx.key, outcome, tier, policy, started, saved_ms,
+                         saved_tokens, extra, value, ctx.arguments)  # fmt: skip
+    if trace.wants(logging.INFO):
+        trace.result(outcome, tier, policy, started, saved_ms, saved_tokens, **extra)

@@ -23,6 +23,10 @@ concurrent identical call is then found, not called again.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
+from . import listeners
 from ._io import run_sync
 from .codec import Codec, Envelope, InvalidEntry
 from .tiers import MultiLevelCache
@@ -40,15 +44,23 @@ def report_hit(
     saved_ms: float,
     saved_tokens: int,
     *,
-    stale: bool = False,
+    value: Any = None,
+    arguments: Mapping[str, Any] | None = None,
+    **extra: Any,
 ) -> None:
-    """Count a hit in ``tier`` and write its closing ``cache.result`` event to ``trace``
-    (``None``: no event wanted, so none is built). ``started``: the call's
-    ``time.perf_counter()`` at its start; ``saved_ms`` and ``saved_tokens``: what the
-    answered call had cost."""
+    """Count a hit in ``tier``; tell the listeners (``observe()``, OpenTelemetry) and
+    write the closing ``cache.result`` event to ``trace`` (``None``: neither is wanted,
+    so nothing is built). ``started``: the call's ``time.perf_counter()`` at its start;
+    ``saved_ms`` and ``saved_tokens``: what the answered call had cost; ``value`` and
+    ``arguments``: the answer and the call's arguments by name, for the listeners;
+    ``extra``: more result fields (``stale``, ``similarity``)."""
     counters.hit(tier, saved_ms, saved_tokens, policy)
-    if trace is not None:
-        trace.result("hit", tier, policy, started, saved_ms, saved_tokens, stale)
+    if trace is None:
+        return
+    if listeners.ACTIVE:
+        listeners.notify(trace.fn, trace.key, "hit", tier, policy, started, saved_ms,
+                         saved_tokens, extra, value, arguments or {})  # fmt: skip
+    trace.result("hit", tier, policy, started, saved_ms, saved_tokens, **extra)
 
 
 def inline_tier(cache: MultiLevelCache, out: Output, *, may_block: bool) -> bool:

@@ -14,6 +14,8 @@ __all__ = ["LogSummary", "summarize"]
 
 _MARKS_TEXT = ('"cache.result"', '"cache.bypass"')
 _MARKS_BYTES = tuple(mark.encode() for mark in _MARKS_TEXT)
+_MAX_SAVED_MS = 1e12  # about 31 years: any larger value is not a call's duration
+_MAX_TOKENS = 10**15
 
 
 @dataclass
@@ -37,8 +39,9 @@ class _Rate:
 @dataclass
 class LogSummary:
     """Counts over every ``cache.result`` (and ``cache.bypass``) event seen; every other
-    line -- other events, other loggers' lines, text that is not JSON -- is only
-    counted as skipped. Only lines that mention those two events are parsed."""
+    line -- other events, other loggers' lines, text that is not JSON, a ``cache.result``
+    whose fields have the wrong type -- is only counted as skipped. Only lines that
+    mention those two events are parsed."""
 
     lines: int = 0
     skipped: int = 0
@@ -58,6 +61,8 @@ class LogSummary:
     )
     timeline: Timeline | None = None
     """Calls over time, when asked for (``summarize(..., timeline=True)``)."""
+    shadow: Counter[str] = field(default_factory=Counter)
+    """Shadow-mode semantic matches: ``matches`` and how many were ``correct``."""
 
     def add_line(self, line: str | bytes) -> None:
         self.lines += 1
@@ -80,23 +85,26 @@ class LogSummary:
             if name != "cache.bypass":
                 self.skipped += 1
             return
+        fields = _result_fields(event)
+        if fields is None:  # a field of the wrong type or out of range: unusable
+            self.skipped += 1
+            return
+        outcome, tier, policy, function, saved_ms, saved_tokens = fields
         self.events += 1
-        outcome = str(event.get("outcome"))
         self.outcomes[outcome] += 1
-        policy = str(event.get("policy"))
         self.outcomes_by_policy[policy][outcome] += 1
-        saved_ms, saved_tokens = 0.0, 0
         hit = outcome == "hit"
-        if hit:
-            saved_ms = float(event.get("saved_ms") or 0.0)
-            saved_tokens = int(event.get("saved_tokens") or 0)
+        if not hit:
+            saved_ms, saved_tokens = 0.0, 0
         if self.timeline is not None:
             self.timeline.add(event.get("timestamp"), outcome, saved_ms, saved_tokens)
         if outcome == "bypass":
             return
-        function = str(event.get("fn"))
+        if "shadow_match" in event:
+            self.shadow["matches"] += 1
+            self.shadow["correct"] += event.get("shadow_correct") is True
         if hit:
-            self.hits_by_tier[str(event.get("tier"))] += 1
+            self.hits_by_tier[tier] += 1
             self.saved_ms += saved_ms
             self.saved_tokens += saved_tokens
             self.saved_ms_by_function[function] += saved_ms
@@ -123,6 +131,18 @@ class LogSummary:
             "saved_ms_by_function": {
                 k: round(v, 3) for k, v in sorted(self.saved_ms_by_function.items())
             },
+            "shadow": self._shadow(hits + misses),
+        }
+
+    def _shadow(self, lookups: int) -> dict[str, Any]:
+        """Shadow mode: the hit rate semantic matching would have added, and how often
+        its serves would have been wrong."""
+        found, right = self.shadow["matches"], self.shadow["correct"]
+        return {
+            "matches": found,
+            "correct": right,
+            "would_be_hit_rate": found / lookups if lookups else 0.0,
+            "would_be_wrong_rate": (found - right) / found if found else 0.0,
         }
 
     def render(self) -> str:
@@ -143,10 +163,38 @@ class LogSummary:
                     f"  {name:<40} {row['hits']:>7}/{row['calls']:<7} {row['hit_rate']:.1%}"
                     for name, row in rows.items()
                 ]
+        shadow = data["shadow"]
+        if shadow["matches"]:
+            out.append(
+                f"shadow semantic matches: {shadow['matches']} (would-be hit rate "
+                f"{shadow['would_be_hit_rate']:.1%}, wrong {shadow['would_be_wrong_rate']:.1%})"
+            )
         if data["top_bypass_reasons"]:
             reasons = ", ".join(f"{r}: {n}" for r, n in data["top_bypass_reasons"].items())
             out.append(f"top bypass reasons: {reasons}")
         return "\n".join(out)
+
+
+_TEXT = (str, type(None))
+
+
+def _result_fields(event: dict[str, Any]) -> tuple[str, str, str, str, float, int] | None:
+    """A ``cache.result`` event's fields, checked all at once before any is counted:
+    ``(outcome, tier, policy, fn, saved_ms, saved_tokens)``, or ``None`` when one has
+    the wrong type or an impossible value (a text ``saved_ms``, a negative count)."""
+    outcome, tier, policy, fn = (event.get(k) for k in ("outcome", "tier", "policy", "fn"))
+    saved_ms, saved_tokens = event.get("saved_ms"), event.get("saved_tokens")
+    if saved_ms is None:
+        saved_ms = 0.0
+    if saved_tokens is None:
+        saved_tokens = 0
+    if not all(isinstance(text, _TEXT) for text in (outcome, tier, policy, fn)):
+        return None
+    if type(saved_ms) not in (int, float) or not 0.0 <= saved_ms < _MAX_SAVED_MS:
+        return None  # NaN fails both comparisons
+    if type(saved_tokens) is not int or not 0 <= saved_tokens < _MAX_TOKENS:
+        return None
+    return str(outcome), str(tier), str(policy), str(fn), float(saved_ms), saved_tokens
 
 
 def summarize(

@@ -15,6 +15,7 @@ from typing import Any
 from .chain import DEFAULT_TIERS_FOR, Step
 from .errors import DecorationError
 from .policy import CachePolicy, Classifier, IntentRules
+from .semantic.match import SemanticMatch
 from .stampede import StampedeLock
 from .tiers import MultiLevelCache
 
@@ -41,6 +42,8 @@ class CacheOptions:
     namespace_required: bool | None = None
     lock: StampedeLock | None = None
     stale_ttl: float = 0.0
+    name: str | None = None
+    semantic: SemanticMatch | bool | None = None
 
     @classmethod
     def of(cls, **options: Any) -> CacheOptions:

@@ -7,7 +7,9 @@ end of the call and the store still joins it instead of calling again. A failed
 call closes its flight at once: nothing was stored, the next caller retries.
 Different keys never wait on each other. In asyncio the shared call runs as its
 own task, so a waiter that is cancelled -- the leader included -- does not cancel
-it for the rest.
+it for the rest; a cancelled leader hands the finished value to ``orphaned`` (which
+stores it, as the leader would have). A ``CancelledError`` the function raises
+itself reaches every waiter as that very exception.
 """
 
 from __future__ import annotations
@@ -71,36 +73,85 @@ class Flights:
                 del self._flights[key]
 
 
+_Result = tuple[Any, asyncio.CancelledError | None]
+
+
+async def _guarded(call: Callable[[], Awaitable[T]]) -> _Result:
+    """``(value, None)``, or ``(None, error)`` for a ``CancelledError`` the call raised
+    itself: carried as a value, or the task would end cancelled and every waiter would
+    get a new ``CancelledError`` instead of the function's own."""
+    try:
+        return await call(), None
+    except asyncio.CancelledError as exc:
+        return None, exc
+
+
 class AsyncFlights(Generic[T]):
     """asyncio single-flight table, per event loop."""
 
     def __init__(self) -> None:
-        self._tasks: dict[tuple[int, str], asyncio.Future[T]] = {}
+        self._tasks: dict[tuple[int, str], asyncio.Future[_Result]] = {}
+        self._orphans: set[asyncio.Future[Any]] = set()  # stores of cancelled leaders
 
-    async def run(self, key: str, call: Callable[[], Awaitable[T]]) -> tuple[T, object | None]:
-        """``(value, flight)``, as `Flights.run`."""
+    async def run(
+        self,
+        key: str,
+        call: Callable[[], Awaitable[T]],
+        orphaned: Callable[[T], Awaitable[None]] | None = None,
+    ) -> tuple[T, object | None]:
+        """``(value, flight)``, as `Flights.run`. When the leader is cancelled while
+        the call runs on, ``orphaned(value)`` is awaited once it has finished well (in
+        a task of its own) and the flight is closed after it."""
         slot = (id(asyncio.get_running_loop()), key)
         task = self._tasks.get(slot)
         leader = task is None
         if task is None:
-            task = asyncio.ensure_future(call())
+            task = asyncio.ensure_future(_guarded(call))
             self._tasks[slot] = task
             task.add_done_callback(lambda t: t.cancelled() or t.exception())  # retrieved
         try:
-            value = await asyncio.shield(task)
+            value, raised = await asyncio.shield(task)
         except BaseException:
             if leader:  # nothing will be stored: close the flight once the call is over
                 if task.done():
                     self._drop(slot, task)
                 else:  # the leader was cancelled; late callers still join the call
-                    task.add_done_callback(lambda _: self._drop(slot, task))
+                    task.add_done_callback(lambda _: self._adopt(slot, task, orphaned))
             raise
+        if raised is not None:
+            if leader:
+                self._drop(slot, task)
+            raise raised
         return value, (slot, task) if leader else None
 
+    def _adopt(
+        self,
+        slot: tuple[int, str],
+        task: asyncio.Future[_Result],
+        orphaned: Callable[[T], Awaitable[None]] | None,
+    ) -> None:
+        """The call of a cancelled leader is over: hand a value to ``orphaned``."""
+        if orphaned is None or task.cancelled() or task.exception() is not None:
+            self._drop(slot, task)
+            return
+        value, raised = task.result()
+        if raised is not None:
+            self._drop(slot, task)
+            return
+        job = asyncio.ensure_future(orphaned(value))
+        self._orphans.add(job)  # a reference, or the task may vanish mid-flight
+
+        def finished(_: object) -> None:
+            self._orphans.discard(job)
+            self._drop(slot, task)
+            job.cancelled() or job.exception()  # retrieved: a store reports its own errors
+
+        job.add_done_callback(finished)
+
     def release(self, key: str, flight: object) -> None:
-        slot, task = typing.cast("tuple[tuple[int, str], asyncio.Future[T]]", flight)
+        slot, task = typing.cast("tuple[tuple[int, str], asyncio.Future[_Result]]", flight)
         self._drop(slot, task)
 
-    def _drop(self, slot: tuple[int, str], task: asyncio.Future[T]) -> None:
+    def _drop(self, slot: tuple[int, str], task: asyncio.Future[_Result]) -> None:
         if self._tasks.get(slot) is task:
             del self._tasks[slot]

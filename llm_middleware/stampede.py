@@ -30,8 +30,10 @@ class StampedeLock:
 
     The first process to miss takes a lock in the shared tier (an atomic ``add``);
     the others poll that tier every ``poll`` seconds for its answer, for at most
-    ``wait`` seconds, then call the function themselves. A lock whose holder died
-    expires after ``ttl`` seconds.
+    ``wait`` seconds, then call the function themselves. A holder whose call fails
+    (or whose answer cannot be stored) lets the lock go at once: the next poll of
+    one waiter takes it over and calls, the others wait for that one. A lock whose
+    holder died expires after ``ttl`` seconds.
     """
 
     ttl: float = 30.0
@@ -74,22 +76,57 @@ def leader_flow(
             held = (tier, lock_key) if acquired else None
         ctx.trace.debug("cache.lock", tier=tier.name, acquired=acquired)
         if not acquired:
-            # under refresh(), only an answer stored after this call began will do
-            since = -math.inf if ctx.read else cache.timer()
-            deadline = time.monotonic() + lock.wait
-            while time.monotonic() < deadline:
-                yield Sleep(lock.poll)
-                hit = yield from cache.lookup(ctx.key, codec, ctx.trace, start=tier.index)
-                if hit is not None and hit.envelope.created >= since:
-                    return Outcome(hit.envelope.value, 0.0, hit)
-            ctx.trace.warning("cache.lock", tier=tier.name, acquired=False, waited=lock.wait)
+            waited = yield from _wait_for_holder(ctx, cache, codec, tier, lock_key, lock)
+            if isinstance(waited, Outcome):
+                return waited
+            held = waited
     try:
         value, ms = yield Call(call)
-    except Exception:
+    except BaseException:
         if held is not None:
             yield from cache.unlock(held, ctx.trace)
         raise
     return Outcome(value, ms, None, held)
+
+
+def _wait_for_holder(
+    ctx: CallContext,
+    cache: MultiLevelCache,
+    codec: Codec,
+    tier: Tier,
+    lock_key: str,
+    lock: StampedeLock,
+) -> Flow[Outcome | tuple[Tier, str] | None]:
+    """Wait for the process holding the lock to store its answer: the answer as an
+    `Outcome`; or, when the holder let the lock go without one (its call failed, or
+    its answer could not be stored), the lock, taken over by this waiter (another
+    waiter taking it over first is waited for in turn); or ``None`` when ``wait``
+    ran out (the caller then calls, without the lock)."""
+    assert ctx.key is not None
+    # under refresh(), only an answer stored after this call began will do
+    since = -math.inf if ctx.read else cache.timer()
+    deadline = time.monotonic() + lock.wait
+    while time.monotonic() < deadline:
+        yield Sleep(lock.poll)
+        hit = yield from cache.lookup(ctx.key, codec, ctx.trace, start=tier.index)
+        if hit is not None and hit.envelope.created >= since:
+            return Outcome(hit.envelope.value, 0.0, hit)
+        try:  # the lock gone without an answer: take it over (one waiter does)
+            taken = bool((yield TierOp(tier, "add", lock_key, b"1", lock.ttl)))
+        except Exception as exc:
+            cache.report_error(ctx.trace, tier, exc, "lock")
+            continue
+        if not taken:
+            continue
+        # the holder may have stored its answer just before letting the lock go
+        hit = yield from cache.lookup(ctx.key, codec, ctx.trace, start=tier.index)
+        if hit is not None and hit.envelope.created >= since:
+            yield from cache.unlock((tier, lock_key), ctx.trace)
+            return Outcome(hit.envelope.value, 0.0, hit)
+        ctx.trace.debug("cache.lock", tier=tier.name, acquired=True, taken_over=True)
+        return tier, lock_key
+    ctx.trace.warning("cache.lock", tier=tier.name, acquired=False, waited=lock.wait)
+    return None
 
 
 class Upstream(Op):
@@ -97,18 +134,20 @@ class Upstream(Op):
     process; the result is ``(outcome, leader)``. The leader must `release` once the
     value is stored, so late arrivals join the finished call."""
 
-    __slots__ = ("flight", "flights", "key", "leader")
+    __slots__ = ("flight", "flights", "key", "leader", "orphan")
 
     def __init__(
         self,
         leader: Callable[[], Flow[Outcome]],
         key: str | None,
         flights: Flights | AsyncFlights[Any],
+        orphan: Callable[[Outcome], Flow[Any]] | None = None,
     ) -> None:
         self.leader = leader
         self.key = key
         self.flights = flights
         self.flight: object | None = None
+        self.orphan = orphan  # what finishes the call when its async leader is cancelled
 
     def run(self) -> tuple[Outcome, bool]:
         if self.key is None:
@@ -121,7 +160,11 @@ class Upstream(Op):
         if self.key is None:
             return await run_async(self.leader()), True
         assert isinstance(self.flights, AsyncFlights)
-        outcome, self.flight = await self.flights.run(self.key, lambda: run_async(self.leader()))
+        orphan = self.orphan
+        orphaned = None if orphan is None else lambda outcome: run_async(orphan(outcome))
+        outcome, self.flight = await self.flights.run(
+            self.key, lambda: run_async(self.leader()), orphaned
+        )
         return outcome, self.flight is not None
 
     def release(self) -> None:

@@ -23,6 +23,9 @@ class StatsSnapshot(TypedDict):
     hit_rate: float
     saved_ms: float
     saved_tokens: int
+    shadow: dict[str, int]
+    """Shadow-mode semantic matching: ``matches`` found (not served) and how many of
+    them were ``correct`` (the fresh answer agreed)."""
 
 
 class Calls(NamedTuple):
@@ -60,6 +63,7 @@ class CacheStats:
         "_promotions",
         "_saved_ms",
         "_saved_tokens",
+        "_shadow",
         "_stores",
         "function",
         "queued",
@@ -80,6 +84,7 @@ class CacheStats:
             self._hits: Counter[str] = Counter()
             self._bypasses: Counter[str] = Counter()
             self._errors: Counter[str] = Counter()
+            self._shadow: Counter[str] = Counter()
             self._misses = self._bypassed_calls = self._stores = self._promotions = 0
             self._saved_tokens = 0
             self._saved_ms = 0.0
@@ -151,6 +156,12 @@ class CacheStats:
         with self._lock:
             self._stores += 1
 
+    def shadow(self, correct: bool) -> None:
+        """Count a semantic match found in shadow mode, and whether it was right."""
+        with self._lock:
+            self._shadow["matches"] += 1
+            self._shadow["correct"] += correct
+
     def promotion(self) -> None:
         with self._lock:
             self._promotions += 1
@@ -172,6 +183,7 @@ class CacheStats:
                 hit_rate=hits / lookups if lookups else 0.0,
                 saved_ms=round(self._saved_ms, 3),
                 saved_tokens=self._saved_tokens,
+                shadow={"matches": self._shadow["matches"], "correct": self._shadow["correct"]},
             )
 
     def calls(self) -> dict[tuple[str, str | None, str | None], Calls]:
@@ -228,3 +240,7 @@ class Recorders:
     def promotion(self) -> None:
         for target in self.targets:
             target.promotion()
+
+    def shadow(self, correct: bool) -> None:
+        for target in self.targets:
+            target.shadow(correct)

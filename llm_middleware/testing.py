@@ -28,8 +28,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import multiprocessing
+import os
+import signal
 import threading
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from typing import Any, ClassVar
 
@@ -81,6 +84,9 @@ class BackendContract:
     expiry_grace: ClassVar[float] = 2.0
     #: Largest value the large-value test stores (also capped by ``max_value_bytes``).
     large_value_bytes: ClassVar[int] = 100_000
+    #: Children the fork test forks, and the seconds each may take before it fails.
+    forks: ClassVar[int] = 5
+    fork_timeout: ClassVar[float] = 10.0
     #: ``True``: the backend has the atomic ``add`` of `AtomicAdd` (checked both ways).
     atomic_add: ClassVar[bool] = False
 
@@ -255,6 +261,62 @@ class BackendContract:
 
         asyncio.run(scenario())
 
+    def test_fork(self, backend: Backend) -> None:
+        """A child forked while another thread is inside the backend uses it at once: its
+        locks and connections are its own (``os.register_at_fork``). An operation may
+        fail (a shared store busy with the parent's writes) but none may hang: each
+        child must store and read back a value of its own within ``fork_timeout``."""
+        if not hasattr(os, "fork"):
+            pytest.skip("no fork on this platform")
+        stop = threading.Event()
+
+        def busy() -> None:  # keeps the backend's locks and connections in use
+            while not stop.is_set():
+                backend.set("contract:busy", b"busy", 600)
+                backend.get("contract:busy")
+
+        worker = threading.Thread(target=busy, daemon=True)
+        worker.start()
+        pids = []
+        try:
+            for n in range(self.forks):
+                with warnings.catch_warnings():  # "multi-threaded, fork() may deadlock"
+                    warnings.simplefilter("ignore", DeprecationWarning)
+                    pid = os.fork()
+                if pid == 0:  # the child: report by exit status, never return to pytest
+                    os._exit(self._in_forked_child(backend, n))
+                pids.append(pid)
+                time.sleep(0.01)
+        finally:
+            stop.set()
+            worker.join(timeout=30)
+        statuses = [os.waitpid(pid, 0)[1] for pid in pids]
+        assert statuses == [0] * len(pids), [
+            "ok"
+            if s == 0
+            else f"hung (killed by signal {os.WTERMSIG(s)})"
+            if os.WIFSIGNALED(s)
+            else "failed"
+            for s in statuses
+        ]
+
+    def _in_forked_child(self, backend: Backend, n: int) -> int:
+        """0 once a value of the child's own round-trips; a hang ends as SIGALRM."""
+        try:
+            signal.alarm(max(1, int(self.fork_timeout)))
+            key, value = f"contract:child{n}", f"child {n}".encode()
+            deadline = time.monotonic() + self.fork_timeout
+            while time.monotonic() < deadline:
+                try:
+                    backend.set(key, value, 600)
+                    if backend.get(key) == value:
+                        return 0
+                except Exception:  # busy with the parent's writes: try again
+                    time.sleep(0.05)
+            return 2
+        except BaseException:
+            return 3
+
     def test_close(self, backend: Backend) -> None:
         """``close`` succeeds after use, and closing twice is harmless."""
         backend.set("contract:k", b"v", 60)
@@ -336,7 +398,7 @@ class BackendContract:
         assert url is not None, "atomic_add: define same_store to reach the store"
         # fork where there is one (fast); each child makes its own backend from the URL
         methods = multiprocessing.get_all_start_methods()
-        context = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
+        context: Any = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
         start = context.Event()
         results = context.Queue()
         children = [

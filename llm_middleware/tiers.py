@@ -56,6 +56,8 @@ class Entry(NamedTuple):
     """The codec's bytes: decrypted, or with the signature taken off."""
     stale_key: bool
     """Sealed under a retired encryption key: to be written again under the newest."""
+    inflated: int | None
+    """The size the entry inflated to (``None``: it was not compressed)."""
 
 
 def _shared(backend: Backend) -> bool:
@@ -146,10 +148,10 @@ class MultiLevelCache:
             payload, stale_key = self.sealer.open(key, data)
         else:
             payload, stale_key = self.signer.verify(key, data), False
-        envelope = codec.decode(payload)
+        envelope, inflated = codec.decode_sized(payload, self.tiers[index].inflate_limit)
         if envelope.expires + grace <= now:
             return None
-        return Entry(envelope, payload, stale_key)
+        return Entry(envelope, payload, stale_key, inflated)
 
     def discard(self, tier: Tier, key: str, exc: InvalidEntry, trace: Trace) -> Flow[None]:
         """What follows an invalid entry found in ``tier``: counted and logged
@@ -189,7 +191,7 @@ class MultiLevelCache:
                 if debugging:
                     trace.debug("cache.lookup", tier=tier.name, hit=False)
                 continue
-            envelope, payload, stale_key = found
+            envelope, payload, stale_key, inflated = found
             stale = envelope.expires <= now
             if debugging:
                 trace.debug(
@@ -200,24 +202,42 @@ class MultiLevelCache:
                 yield from self._write((tier,), key, payload, remaining, trace)
             if index and data is not None:
                 plain = None if is_sealed(data) else data
-                yield from self._promote(key, payload, remaining, index, trace, plain)
+                yield from self._promote(key, payload, remaining, index, trace, plain, inflated)
             return Hit(envelope, tier.name, stale)
         return None
 
     def _promote(
-        self, key: str, payload: bytes, ttl: float, index: int, trace: Trace, plain: bytes | None
+        self,
+        key: str,
+        payload: bytes,
+        ttl: float,
+        index: int,
+        trace: Trace,
+        plain: bytes | None,
+        inflated: int | None,
     ) -> Flow[None]:
-        to_tiers = yield from self._write(self.tiers[:index], key, payload, ttl, trace, plain)
+        to_tiers = yield from self._write(
+            self.tiers[:index], key, payload, ttl, trace, plain, inflated
+        )
         if to_tiers:
             trace.stats.promotion()
             trace.debug("cache.promote", from_tier=self.tiers[index].name, to_tiers=to_tiers)
 
-    def store(self, key: str, data: bytes, ttl: float, depth: int, trace: Trace) -> Flow[None]:
+    def store(
+        self,
+        key: str,
+        data: bytes,
+        ttl: float,
+        depth: int,
+        trace: Trace,
+        inflated: int | None = None,
+    ) -> Flow[None]:
         """Write ``data`` (the codec's bytes) to the first ``depth`` tiers for ``ttl``
         seconds: encrypted in shared tiers when the cache has a key, else signed when it
-        has a secret."""
+        has a secret. ``inflated``: the size compressed ``data`` inflates to (tiers
+        whose inflation limit is lower are skipped, ``too_large``)."""
         key = yield from self.physical(key, trace)
-        stored = yield from self._write(self.tiers[:depth], key, data, ttl, trace)
+        stored = yield from self._write(self.tiers[:depth], key, data, ttl, trace, None, inflated)
         if stored:
             trace.stats.store()
         trace.debug("cache.store", tiers=stored, ttl=ttl)
@@ -230,6 +250,7 @@ class MultiLevelCache:
         ttl: float,
         trace: Trace,
         plain: bytes | None = None,
+        inflated: int | None = None,
     ) -> Flow[list[str]]:
         """Write the codec's bytes ``payload`` to ``tiers``: sealed for a sealed tier,
         else signed (``plain``: that signed form, when the caller has it)."""
@@ -240,12 +261,14 @@ class MultiLevelCache:
                 data = sealed = sealed or self.sealer.seal(key, payload)
             else:
                 data = plain = plain or self.signer.sign(key, payload)
-            if tier.max_value_bytes is not None and len(data) > tier.max_value_bytes:
+            size, limit = len(data), tier.max_value_bytes
+            if inflated is not None and inflated > tier.inflate_limit:
+                size, limit = inflated, tier.inflate_limit  # its reads would refuse it
+            if limit is not None and size > limit:
                 trace.stats.bypass("too_large", whole_call=False)
                 trace.warning(
-                    "cache.bypass", reason="too_large", tier=tier.name, size=len(data),
-                    limit=tier.max_value_bytes,
-                )  # fmt: skip
+                    "cache.bypass", reason="too_large", tier=tier.name, size=size, limit=limit
+                )
                 continue
             try:
                 yield TierOp(tier, "set", key, data, ttl)
@@ -276,6 +299,7 @@ class MultiLevelCache:
         """Release a cross-process lock taken with `lock_tier`."""
         tier, lock_key = held
         yield from self._delete_from(tier, lock_key, trace)
+        trace.debug("cache.lock", tier=tier.name, released=True)
 
     def _get_flow(self, key: str, default: Any) -> Flow[Any]:
         trace = Trace("MultiLevelCache.get", key, Recorders(self._stats))
@@ -293,12 +317,13 @@ class MultiLevelCache:
             return
         trace = Trace("MultiLevelCache.set", key, Recorders(self._stats))
         try:
-            data, _ = self.codec.encode(
+            data, _, inflated = self.codec.encode_sized(
                 value, policy=policy.value, created=self.timer(), ttl=ttl, duration_ms=0.0
             )
         except UnsupportedValue as exc:
             raise TypeError(str(exc)) from exc
-        yield from self.store(key, data, ttl, len(self.tiers) if tiers is None else tiers, trace)
+        depth = len(self.tiers) if tiers is None else tiers
+        yield from self.store(key, data, ttl, depth, trace, inflated)
 
     # -- direct use ---------------------------------------------------------------
 

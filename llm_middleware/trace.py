@@ -220,6 +220,8 @@ class Counters(Protocol):
 
     def promotion(self) -> None: ...
 
+    def shadow(self, correct: bool) -> None: ...
+
 
 class _Uncounted:
     """Counters that count nothing: a trace made without any."""
@@ -242,6 +244,9 @@ class _Uncounted:
         pass
 
     def promotion(self) -> None:
+        pass
+
+    def shadow(self, correct: bool) -> None:
         pass
 
 
@@ -308,12 +313,12 @@ class Trace:
         started: float,
         saved_ms: float,
         saved_tokens: int,
-        stale: bool = False,
+        **extra: Any,
     ) -> None:
         """The closing ``cache.result`` event, written when INFO is wanted; ``started``
-        is the call's ``time.perf_counter()`` at its start; ``stale``: a hit served past
-        its lifetime. Durations are rounded to three decimals (``int(x + 0.5)``:
-        ``round`` costs more)."""
+        is the call's ``time.perf_counter()`` at its start; ``extra``: more fields
+        (``stale``, ``similarity``). Durations are rounded to three decimals
+        (``int(x + 0.5)``: ``round`` costs more)."""
         output = self._output
         if output is None:
             output = self._out()
@@ -333,8 +338,8 @@ class Trace:
             "saved_ms": int(saved_ms * 1000.0 + 0.5) / 1000.0,
             "saved_tokens": saved_tokens,
         }
-        if stale:
-            fields["stale"] = True
+        if extra:
+            fields.update(extra)
         output.info_line("cache.result", fields)
 
     def debug(self, event: str, **fields: Any) -> None:

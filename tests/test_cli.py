@@ -36,7 +36,8 @@ def test_demo_runs_offline_and_shows_hits() -> None:
     later = lines[lines.index("-- six minutes later --") :]
     assert any(" long " in line and " hit " in line and " L2 " in line for line in later)
     assert any(" short " in line and " miss " in line for line in later)
-    assert "hits saved" in lines[-1] and "promoted from L2 to L1" in lines[-1]
+    summary = next(line for line in lines if "hits saved" in line)
+    assert "promoted from L2 to L1" in summary
 
 
 def test_classify_shows_policy_ttl_and_rule(tmp_path: Path) -> None:
@@ -224,3 +225,96 @@ def test_a_reader_that_stops_early_gets_no_traceback(args: tuple[str, ...], stat
         os.close(writer)
     assert done.stderr == ""
     assert done.returncode == status
+
+
+def test_stats_skips_a_result_line_with_a_field_of_the_wrong_type(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A ``cache.result`` line whose field has the wrong type (``"saved_ms": "12ms"``) is
+    skipped and counted, not a traceback; the good lines around it are summed."""
+    good = {"event": "cache.result", "outcome": "hit", "tier": "L1", "policy": "short",
+            "fn": "app.chat", "saved_ms": 12.5, "saved_tokens": 30}  # fmt: skip
+    bad = [
+        {**good, "saved_ms": "12ms"},
+        {**good, "saved_tokens": "30"},
+        {**good, "saved_tokens": 1.5},
+        {**good, "saved_ms": -1},
+        {**good, "outcome": ["hit"]},
+        {**good, "tier": {"L1": 1}},
+    ]
+    log = tmp_path / "cache.log"
+    lines = [json.dumps(good), *map(json.dumps, bad), '{"event": "cache.result", "saved_ms": NaN}']
+    log.write_text("\n".join([*lines, json.dumps(good)]) + "\n")
+    assert main(["stats", str(log), "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["hits"] == 2 and summary["calls"] == 2
+    assert summary["saved_ms"] == 25.0 and summary["saved_tokens"] == 60
+    assert summary["skipped_lines"] == len(bad) + 1
+
+
+def _labelled(tmp_path: Path) -> Path:
+    path = tmp_path / "labelled.json"
+    path.write_text(
+        json.dumps(
+            [
+                {"question": "What is the price of gold right now?", "fact_type": "fast-changing"},
+                {"question": "Explain the latest release notes", "fact_type": "fast-changing"},
+                {"question": "Who is the CEO of Apple?", "fact_type": "slow-changing"},
+                {"question": "What is a monad?", "fact_type": "never-changing"},
+                {"question": "What happened today in 1066?", "fact_type": "never-changing"},
+                {"question": "Who wrote Hamlet?", "fact_type": "never-changing", "extra": 1},
+            ]
+        ),
+        encoding="utf-8",
+    )
+    return path
+
+
+def test_classify_eval_prints_the_matrix_and_rates(tmp_path: Path) -> None:
+    """``classify --eval`` counts policies per fact type and prints the three rates."""
+    done = run("classify", "--eval", str(_labelled(tmp_path)), "--errors")
+    assert done.returncode == 0, done.stderr
+    rows = {line.split()[0]: line.split()[1:] for line in done.stdout.splitlines() if line}
+    assert rows["fast-changing"] == ["2", "0", "0", "0", "2"]  # NEVER SHORT MEDIUM LONG total
+    assert rows["never-changing"] == ["1", "1", "0", "1", "3"]
+    assert "stale risk    0 of 2 (0.0%)" in done.stdout
+    assert "fast -> NEVER 2 of 2 (100.0%)" in done.stdout
+    assert "wasted        1 of 3 (33.3%)" in done.stdout
+    assert "What happened today in 1066?" in done.stdout  # --errors lists the miss
+
+
+def test_classify_eval_json_with_a_rules_file(tmp_path: Path) -> None:
+    """``--json`` gives the figures as data; ``--rules`` evaluates other rules."""
+    rules = tmp_path / "rules.toml"
+    rules.write_text('default = "long"\n[[rule]]\npolicy = "short"\nwords = ["ceo"]\n')
+    done = run("classify", "--eval", str(_labelled(tmp_path)), "--rules", str(rules), "--json")
+    assert done.returncode == 0, done.stderr
+    doc = json.loads(done.stdout)
+    assert doc["stale_risk"] == {"count": 2, "total": 2, "fraction": 1.0}
+    assert doc["fast_never"]["count"] == 0 and doc["wasted"]["count"] == 0
+    assert doc["matrix"]["slow-changing"] == {"never": 0, "short": 1, "medium": 0, "long": 0}
+    assert {e["kind"] for e in doc["errors"]} == {"stale"}
+
+
+def test_classify_prompt_as_json() -> None:
+    """One prompt's verdict as JSON."""
+    done = run("classify", "Is Gmail down?", "--json")
+    assert json.loads(done.stdout) == {"policy": "never", "ttl": 0, "rule": "outages:is gmail down"}
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("{", "is not JSON"),
+        ('{"question": "x"}', "must hold a JSON list"),
+        ('[{"question": "x", "fact_type": "sometimes"}]', "entry 0 needs"),
+    ],
+)
+def test_classify_eval_refuses_bad_files(tmp_path: Path, content: str, message: str) -> None:
+    """A malformed labelled file: one line on stderr, exit status 1."""
+    path = tmp_path / "bad.json"
+    path.write_text(content, encoding="utf-8")
+    done = run("classify", "--eval", str(path))
+    assert done.returncode == 1 and message in done.stderr, done.stderr
+    both = run("classify", "x", "--eval", str(path))
+    assert both.returncode == 1 and "one of them" in both.stderr

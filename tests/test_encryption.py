@@ -148,9 +148,11 @@ def test_changed_byte_and_plain_entry_are_misses(clock: FakeClock) -> None:
         calls.append(prompt)
         return confidential(prompt)
 
-    plain = cache_by_intent(cache=MultiLevelCache([shared], timer=clock))(llm)
+    # one name for both: llm captures ``calls``, whose content differs between them
+    plain = cache_by_intent(cache=MultiLevelCache([shared], timer=clock), name="llm")(llm)
     key = stored_key(plain, "Explain it")
-    sealed = cache_by_intent(cache=MultiLevelCache([shared], timer=clock, encryption_key=NEW))(llm)
+    sealed_cache = MultiLevelCache([shared], timer=clock, encryption_key=NEW)
+    sealed = cache_by_intent(cache=sealed_cache, name="llm")(llm)
     with capture_logs() as events:
         sealed("Explain it")
     data = bytearray(shared.get(key) or b"")
@@ -206,7 +208,7 @@ def test_rotation(clock: FakeClock) -> None:
     def with_keys(keys: object) -> object:
         cache = MultiLevelCache([shared], timer=clock, encryption_key=keys)  # type: ignore[arg-type]
 
-        @cache_by_intent(cache=cache)
+        @cache_by_intent(cache=cache, name="chat")  # one function, whatever ``calls`` holds
         def chat(prompt: str) -> str:
             calls.append(prompt)
             return confidential(prompt)
@@ -317,3 +319,31 @@ def test_async_calls_encrypt_too(clock: FakeClock) -> None:
     no_plaintext(shared.get(str(events[-1]["key"])) or b"")
     assert asyncio.run(chat("Explain async")) == confidential("Explain async")
     assert len(calls) == 1
+
+
+class DictBackend:
+    """A plugin backend that does not say whether it is shared."""
+
+    def __init__(self) -> None:
+        self.data: dict[str, bytes] = {}
+
+    def get(self, key: str) -> bytes | None:
+        return self.data.get(key)
+
+    def set(self, key: str, value: bytes, ttl: float) -> None:
+        self.data[key] = value
+
+    def delete(self, key: str) -> None:
+        self.data.pop(key, None)
+
+    def close(self) -> None:
+        self.data.clear()
+
+
+def test_a_backend_that_does_not_say_is_encrypted() -> None:
+    """Without a ``shared`` attribute a tier is taken as shared: its entries are sealed."""
+    plugin = DictBackend()
+    chat = cache_by_intent(cache=MultiLevelCache([plugin], encryption_key=NEW))(confidential)
+    key = stored_key(chat, "Explain plugins")
+    no_plaintext(plugin.data[key])
+    assert chat("Explain plugins") == confidential("Explain plugins")

@@ -82,6 +82,8 @@ def test_the_wheel_holds_only_names_this_project_owns(dist: Path) -> None:
     for module in ("memory", "memcached", "redis", "sqlite"):
         assert f"llm_middleware/backends/{module}.py" in names
     assert "llm_middleware/py.typed" in names
+    for data in ("default-rules.toml", "intent-train.json", "intent-test.json"):
+        assert f"llm_middleware/data/{data}" in names, data  # the intent rules and examples
     assert any(n.endswith(".dist-info/licenses/LICENSE") for n in names), "no licence text"
     group = entry_points.split("[llm_middleware.backends]", 1)[1].split("[", 1)[0]
     targets = [line.split("=", 1)[1].strip() for line in group.splitlines() if "=" in line]
@@ -150,7 +152,8 @@ def test_the_wheel_works_beside_a_users_own_backends_package(
 ) -> None:
     """The demo, the backends table and a cached call work; the user's package stays theirs."""
     demo = _run(installed, web_app, "-m", "llm_middleware", "demo", "--latency", "0")
-    assert "9 hits (L1: 7, L2: 2)" in demo.stdout.splitlines()[-1], demo.stdout
+    summary = next(line for line in demo.stdout.splitlines() if "hits saved" in line)
+    assert "9 hits (L1: 7, L2: 2)" in summary, demo.stdout
 
     table = _run(installed, web_app, "-m", "llm_middleware", "backends").stdout
     memory = next(line for line in table.splitlines() if line.startswith("memory "))

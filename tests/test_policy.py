@@ -96,7 +96,7 @@ def test_custom_ttls_and_bad_ttls() -> None:
     """TTLs per policy are configurable; zero or negative TTLs are refused at once."""
     rules = IntentRules.default().extend()
     custom = IntentRules(rules.rules, ttl={CachePolicy.LONG: 600})
-    assert custom.classify("what is x").ttl == 600
+    assert custom.classify("what is a monad").ttl == 600
     for bad in (0, -5):
         with pytest.raises(ConfigurationError, match="positive"):
             IntentRules(rules.rules, ttl={CachePolicy.SHORT: bad})
@@ -129,3 +129,41 @@ def test_rules_from_toml(tmp_path: Path) -> None:
     path.write_text("rule = [")
     with pytest.raises(ConfigurationError, match="not valid TOML"):
         IntentRules.from_file(path)
+
+
+def test_rules_file_exceptions(tmp_path: Path) -> None:
+    """Exceptions live in the rules file too, need a name, and extend the default ones."""
+    path = tmp_path / "rules.toml"
+    path.write_text(
+        'extends = "default"\n'
+        '[[exception]]\nname = "live-demo"\nwords = ["live demo"]\n'
+        '[[rule]]\npolicy = "never"\nwords = ["demo"]\nname = "demos"\n'
+    )
+    rules = IntentRules.from_file(path)
+    assert rules.classify("Book a live demo").rule == "default except live-demo"
+    assert rules.classify("Any demo slots?").rule == "demos:demo"
+    assert rules.classify("How long do cows live?").rule == "default except live-verb"
+    path.write_text('[[exception]]\nwords = ["x"]\n')
+    with pytest.raises(ConfigurationError, match="needs a name"):
+        IntentRules.from_file(path)
+    path.write_text('[[exception]]\nname = "x"\npolicy = "never"\nwords = ["x"]\n')
+    with pytest.raises(ConfigurationError, match="unknown exception settings"):
+        IntentRules.from_file(path)
+
+
+def test_a_model_can_only_shorten_the_lifetime() -> None:
+    """``with_model``: the shorter of the two lifetimes wins, and the verdict says who decided."""
+
+    def careful(prompt: str) -> CachePolicy:
+        return CachePolicy.NEVER if "dividend" in prompt else CachePolicy.LONG
+
+    rules = IntentRules.default().with_model(careful)
+    verdict = rules.classify("Explain the dividend of ACME")
+    assert (verdict.policy, verdict.rule) == (CachePolicy.NEVER, "model:" + careful.__qualname__)
+    assert rules.classify("Explain recursion").rule == "reference:explain"  # LONG vs LONG
+    assert rules.classify("Hello there").policy is CachePolicy.SHORT  # model's LONG is longer
+    assert rules.extend(Rule(CachePolicy.LONG, words=["acme"]))("dividend of ACME") is (
+        CachePolicy.NEVER
+    )  # copies keep the model
+    with pytest.raises(ConfigurationError, match="callable"):
+        IntentRules.default().with_model("model")  # type: ignore[arg-type]

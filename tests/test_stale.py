@@ -41,20 +41,20 @@ def test_stale_answer_is_served_and_refreshed_once(
             refreshed.set()
         return f"answer #{calls}"
 
-    assert chat("Summarize the news digest") == "answer #1"  # SHORT: 300 s
+    assert chat("Summarize the meeting digest") == "answer #1"  # SHORT: 300 s
     clock.advance(301)
     with capture_logs() as events:
-        assert chat("Summarize the news digest") == "answer #1"  # stale, at once
-        assert chat("Summarize the news digest") == "answer #1"  # refresh still running
+        assert chat("Summarize the meeting digest") == "answer #1"  # stale, at once
+        assert chat("Summarize the meeting digest") == "answer #1"  # refresh still running
     results = [e for e in events if e["event"] == "cache.result"]
     assert [r.get("stale") for r in results] == [True, True]
     release.set()
     wait_for(refreshed)
     for _ in range(100):  # the refresh stores right after the call returns
-        if chat("Summarize the news digest") == "answer #2":
+        if chat("Summarize the meeting digest") == "answer #2":
             break
         threading.Event().wait(0.01)
-    assert chat("Summarize the news digest") == "answer #2" and calls == 2
+    assert chat("Summarize the meeting digest") == "answer #2" and calls == 2
 
 
 def test_past_the_grace_window_is_a_miss(cache: MultiLevelCache, clock: FakeClock) -> None:

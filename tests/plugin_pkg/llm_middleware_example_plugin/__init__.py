@@ -6,11 +6,25 @@ It does not import llm_middleware: the core finds it through the entry point
 
 from __future__ import annotations
 
+import os
 import threading
 import time
+import weakref
 from collections.abc import Callable
 
 __all__ = ["DictBackend"]
+
+_instances: weakref.WeakSet[DictBackend] = weakref.WeakSet()
+
+
+def _renew_locks() -> None:
+    """In a forked child: a lock another thread held at the fork would stay held."""
+    for backend in list(_instances):
+        backend._lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_renew_locks)
 
 
 class DictBackend:
@@ -24,6 +38,7 @@ class DictBackend:
         self._timer = timer
         self._lock = threading.Lock()
         self._data: dict[str, tuple[bytes, float]] = {}
+        _instances.add(self)
 
     def __repr__(self) -> str:
         return f"DictBackend(maxsize={self.maxsize})"

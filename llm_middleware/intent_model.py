@@ -1,0 +1,105 @@
+"""An optional model beside the intent rules: nearest centroids over sentence embeddings.
+
+`CentroidModel(embedder)` embeds labelled questions (by default the training part shipped
+with the package, ``llm_middleware/data/intent-train.json``), keeps one centroid per fact
+type, and answers the policy of the nearest one: fast-changing → NEVER, slow-changing →
+SHORT, never-changing → LONG. Join it to rules with ``IntentRules.default().with_model(
+CentroidModel(embedder))``; the shorter lifetime wins, so the model can only make the cache
+more careful. ``embedder`` is anything with ``embed(texts)`` returning one vector per text
+(the semantic tier's `Embedder` protocol); the arithmetic here is plain Python, so nothing
+is imported until an embedder is given.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Sequence
+from importlib import resources
+from typing import Any, Protocol
+
+from .errors import ConfigurationError
+from .policy import POLICY_TTL, CachePolicy, Classification
+
+__all__ = ["FACT_POLICY", "CentroidModel", "TextEmbedder", "shipped_examples"]
+
+FACT_POLICY = {
+    "fast-changing": CachePolicy.NEVER,
+    "slow-changing": CachePolicy.SHORT,
+    "never-changing": CachePolicy.LONG,
+}
+"""The policy each fact type deserves."""
+
+
+class TextEmbedder(Protocol):
+    """What the model needs of an embedder: one vector (a sequence of numbers) per text."""
+
+    def embed(self, texts: Sequence[str]) -> Any:
+        """One vector per text, in order."""
+
+
+def shipped_examples(part: str = "train") -> list[tuple[str, str]]:
+    """The labelled questions shipped with the package: ``(question, fact_type)``;
+    ``part`` is ``"train"`` or ``"test"``."""
+    name = f"data/intent-{part}.json"
+    text = resources.files("llm_middleware").joinpath(name).read_text(encoding="utf-8")
+    return [(item["question"], item["fact_type"]) for item in json.loads(text)]
+
+
+def _unit(vector: Iterable[Any]) -> list[float]:
+    values = [float(x) for x in vector]
+    norm = math.sqrt(sum(x * x for x in values))
+    return [x / norm for x in values] if norm > 0 else values
+
+
+class CentroidModel:
+    """Nearest centroid of labelled questions' embeddings; callable as an intent model.
+
+    ``margin``: the nearest centroid must beat the next by this much cosine similarity,
+    else the model abstains (answers LONG, which never shortens the rules' verdict)."""
+
+    name = "centroids"
+
+    def __init__(
+        self,
+        embedder: TextEmbedder,
+        examples: Iterable[tuple[str, str]] | None = None,
+        *,
+        margin: float = 0.0,
+    ) -> None:
+        if not callable(getattr(embedder, "embed", None)):
+            raise ConfigurationError(
+                f"CentroidModel needs an embedder with embed(), not {embedder!r}"
+            )
+        labelled = list(shipped_examples() if examples is None else examples)
+        unknown = {fact for _, fact in labelled} - set(FACT_POLICY)
+        if unknown or not labelled:
+            raise ConfigurationError(
+                f"CentroidModel needs questions labelled {', '.join(FACT_POLICY)}; "
+                f"got {sorted(unknown) or 'none'}"
+            )
+        self.embedder = embedder
+        self.margin = margin
+        vectors = [_unit(v) for v in embedder.embed([q for q, _ in labelled])]
+        sums: dict[str, list[float]] = {}
+        for vector, (_, fact) in zip(vectors, labelled, strict=True):
+            total = sums.setdefault(fact, [0.0] * len(vector))
+            for i, x in enumerate(vector):
+                total[i] += x
+        self.centroids = {fact: _unit(total) for fact, total in sums.items()}
+
+    def scores(self, prompt: str) -> dict[str, float]:
+        """Cosine similarity of ``prompt`` to each fact type's centroid."""
+        vector = _unit(next(iter(self.embedder.embed([prompt]))))
+        return {
+            fact: sum(a * b for a, b in zip(vector, centroid, strict=True))
+            for fact, centroid in self.centroids.items()
+        }
+
+    def __call__(self, prompt: str) -> Classification:
+        ranked = sorted(self.scores(prompt).items(), key=lambda item: item[1], reverse=True)
+        fact, best = ranked[0]
+        if len(ranked) > 1 and best - ranked[1][1] < self.margin:
+            fact = "never-changing"  # too close to tell: abstain
+        policy = FACT_POLICY[fact]
+        return Classification(policy, POLICY_TTL[policy], f"{self.name}:{fact}")
