@@ -46,7 +46,7 @@ def _flow(stats: CacheStats) -> tuple[Flow[Any], MultiLevelCache]:
     def call() -> str:
         raise AssertionError("the script answers the upstream call")
 
-    flow = cached_call(ctx, cache, call, Flights(), FlowOptions(Codec(), Revalidations()))
+    flow = cached_call(ctx, cache, Codec(), call, Flights(), Revalidations(), FlowOptions())
     return flow, cache
 
 
