@@ -275,7 +275,7 @@ class Codec:
             "policy": policy,
             "created": created,
             "expires": envelope.expires,
-            "duration_ms": round(duration_ms, 3),
+            "duration_ms": round(min(max(duration_ms, 0.0), MAX_DURATION_MS), 3),  # in range
             "usage": envelope.usage,
             "value": data,
         }
