@@ -228,6 +228,6 @@ class DecoratorMachine(RuleBasedStateMachine):
 
 
 DecoratorMachine.TestCase.settings = settings(
-    max_examples=120, stateful_step_count=30, deadline=None, database=None
+    max_examples=100, stateful_step_count=50, deadline=None, database=None
 )
 test_the_decorator_as_a_state_machine = DecoratorMachine.TestCase
