@@ -1,8 +1,9 @@
 """Run every benchmark and print the figures as a table: ``python -m benchmarks.run``.
 
 Options: ``--quick`` (a fast smoke run: few, short rounds), ``--json PATH`` (write the rows,
-the raw samples and the machine description), ``--only SECTION`` (repeatable), ``--strict``
-(exit 1 when a target is not met). Figures are medians over interleaved rounds and ratios
+the raw samples and the machine description), ``--svg PATH`` (draw the memory-hit ratios
+as a chart), ``--only SECTION`` (repeatable), ``--strict`` (exit 1 when a target is not
+met). Figures are medians over interleaved rounds and ratios
 against a baseline measured in the same run; see docs/performance.md.
 """
 
@@ -28,6 +29,7 @@ if not __package__:  # run as a script: python benchmarks/run.py
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks._timing import Settings, use_cpu_clock
+from benchmarks.chart import render_svg
 from benchmarks.context import Context
 from benchmarks.encryption import encryption
 from benchmarks.figures import memory_hit, miss_overhead, size_scaling, tracing
@@ -132,6 +134,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--strict", action="store_true", help="exit 1 when a target is not met")
     parser.add_argument(
+        "--svg",
+        type=Path,
+        metavar="PATH",
+        help="also draw the memory-hit ratios (baseline, every peer) as an SVG chart",
+    )
+    parser.add_argument(
         "--cpu-clock",
         action="store_true",
         help="time in-process subjects by thread CPU time, not wall time (for a machine "
@@ -179,6 +187,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.json is not None:
         write_json(args.json, meta, rows, ctx.samples)
         print(f"results written to {args.json}")
+    if args.svg is not None:
+        subtitle = (
+            f"medians of {meta['rounds']} rounds{' (--quick)' if args.quick else ''}"
+            f"{', CPU clock' if args.cpu_clock else ''}; {meta['implementation']} "
+            f"{meta['python']}, {meta['cpus']} CPUs; log scale"
+        )
+        args.svg.write_text(render_svg(rows, subtitle), encoding="utf-8")
+        print(f"chart written to {args.svg}")
     if errors:
         return 2
     if args.strict and any(r.status == "FAIL" for r in rows):

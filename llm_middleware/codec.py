@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import importlib
 import json
 import zlib
 from collections.abc import Callable, Sequence
@@ -92,6 +93,21 @@ class _TypeHandler:
 
 
 _HANDLERS: dict[str, _TypeHandler] = {}
+_INTEGRATIONS = {"openai": "llm_middleware.openai", "anthropic": "llm_middleware.anthropic"}
+"""SDK packages whose answer types an integration module registers when imported:
+a function returning them needs no annotation, nor the integration imported."""
+
+
+def _integrate(root: str) -> bool:
+    """Import the integration for SDK package ``root`` once; whether it registered."""
+    module = _INTEGRATIONS.pop(root, None)
+    if module is None:
+        return False
+    try:
+        importlib.import_module(module)
+    except ImportError:  # the SDK is not installed: nothing to decode
+        return False
+    return True
 
 
 def register_type(
@@ -188,6 +204,8 @@ class Codec:
                 return handler.tag, handler.dump(value), handler.usage(value)
         if self._model is not None and type(value) is self._model:
             return "model", value.model_dump(mode="json"), None
+        if _integrate(type(value).__module__.partition(".")[0]):
+            return self._dump_value(value)
         if value is None:
             raise UnsupportedValue("a None result is not cached")
         if not is_plain(value):  # tuples, enums, Counter, non-str keys...: not faithful
@@ -236,7 +254,7 @@ class Codec:
             "policy": policy,
             "created": created,
             "expires": envelope.expires,
-            "duration_ms": round(duration_ms, 3),
+            "duration_ms": round(min(max(duration_ms, 0.0), MAX_DURATION_MS), 3),  # in range
             "usage": envelope.usage,
             "value": data,
         }
@@ -320,6 +338,8 @@ class Codec:
             if tag == "model" and self._model is not None:
                 return self._model.model_validate(raw)
             handler = _HANDLERS.get(tag) if isinstance(tag, str) else None
+            if handler is None and isinstance(tag, str) and _integrate(tag.partition(".")[0]):
+                handler = _HANDLERS.get(tag)
             if handler is not None:
                 return handler.load(raw)
         except Exception as exc:

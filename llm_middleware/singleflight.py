@@ -112,10 +112,10 @@ class AsyncFlights(Generic[T]):
         try:
             value, raised = await asyncio.shield(task)
         except BaseException:
-            if leader:  # nothing will be stored: close the flight once the call is over
-                if task.done():
-                    self._drop(slot, task)
-                else:  # the leader was cancelled; late callers still join the call
+            if leader:  # the leader will not store: the call's end hands its value on
+                if task.done():  # cancelled just as the call ended, or the call failed
+                    self._adopt(slot, task, orphaned)
+                else:  # cancelled while the call runs; late callers still join it
                     task.add_done_callback(lambda _: self._adopt(slot, task, orphaned))
             raise
         if raised is not None:

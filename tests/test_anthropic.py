@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import json
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,7 +17,7 @@ anthropic = pytest.importorskip("anthropic")
 from anthropic.types import Message  # noqa: E402
 from structlog.testing import capture_logs  # noqa: E402
 
-from llm_middleware import MultiLevelCache, cache_by_intent  # noqa: E402
+from llm_middleware import MultiLevelCache  # noqa: E402
 from llm_middleware.anthropic import wrap_anthropic  # noqa: E402
 from tests.fake_anthropic import FakeAnthropicServer  # noqa: E402
 
@@ -172,19 +176,54 @@ def test_async_client_create_and_stream(
     assert again == live and text == "answer #2 to: Explain UDP"
 
 
-def test_codec_decodes_messages_without_annotation(
-    anthropic_server: FakeAnthropicServer, cache: MultiLevelCache
-) -> None:
-    """A decorated function returning a Message needs no ``-> Message`` annotation."""
-    client, _ = clients(anthropic_server)
+FRESH_INTERPRETER = """
+import json, sys
+import anthropic, openai
+from llm_middleware import MultiLevelCache, cache_by_intent
+from llm_middleware.backends.memory import MemoryBackend
+from tests.fake_anthropic import FakeAnthropicServer
+from tests.fake_openai import FakeOpenAIServer
+
+integrations = {"llm_middleware.anthropic", "llm_middleware.openai"}
+imported_at_start = sorted(integrations & set(sys.modules))
+cache = MultiLevelCache([MemoryBackend()])
+with FakeAnthropicServer() as claude_server, FakeOpenAIServer() as gpt_server:
+    claude = anthropic.Anthropic(base_url=claude_server.base_url, api_key="t", max_retries=0)
+    gpt = openai.OpenAI(base_url=gpt_server.base_url, api_key="t", max_retries=0)
+    messages = [{"role": "user", "content": "Explain DNS"}]
 
     @cache_by_intent(cache=cache)
-    def ask_claude(prompt: str):  # type: ignore[no-untyped-def]
-        return client.messages.create(**ask(prompt))
+    def ask_claude(prompt):
+        return claude.messages.create(model="m", max_tokens=100, messages=messages)
 
-    fresh = ask_claude("Explain DNS")
-    with capture_logs() as events:
-        again = ask_claude("Explain DNS")
-    assert anthropic_server.calls == 1
-    assert type(again) is Message and again == fresh
-    assert events[-1]["saved_tokens"] == fresh.usage.input_tokens + fresh.usage.output_tokens
+    @cache_by_intent(cache=cache)
+    def ask_gpt(prompt):
+        return gpt.chat.completions.create(model="m", messages=messages)
+
+    answers = [ask_claude("Explain DNS"), ask_claude("Explain DNS")]
+    replies = [ask_gpt("Explain DNS"), ask_gpt("Explain DNS")]
+    print(json.dumps({
+        "imported_at_start": imported_at_start,
+        "calls": [claude_server.calls, gpt_server.calls],
+        "types": [type(answers[1]).__name__, type(replies[1]).__name__],
+        "equal": [answers[0] == answers[1], replies[0] == replies[1]],
+        "hits": cache.stats()["hits"],
+    }))
+"""
+
+
+def test_sdk_answers_are_cached_without_annotation_or_import() -> None:
+    """A decorated function returning an Anthropic Message (or an OpenAI ChatCompletion)
+    needs no ``-> Message`` annotation, nor ``llm_middleware.anthropic`` imported."""
+    root = Path(__file__).resolve().parent.parent
+    done = subprocess.run(
+        [sys.executable, "-c", FRESH_INTERPRETER],
+        capture_output=True, text=True, timeout=120, cwd=root,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout.splitlines()[-1])
+    assert result["imported_at_start"] == []
+    assert result["calls"] == [1, 1]
+    assert result["types"] == ["Message", "ChatCompletion"]
+    assert result["equal"] == [True, True]
+    assert result["hits"] == {"L1": 2}

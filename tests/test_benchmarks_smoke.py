@@ -6,14 +6,27 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
+from xml.etree import ElementTree
+
+import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_quick_benchmark_run_prints_the_table(tmp_path: Path) -> None:
-    out = tmp_path / "results.json"
+    out, chart = tmp_path / "results.json", tmp_path / "chart.svg"
     proc = subprocess.run(
-        [sys.executable, "-m", "benchmarks.run", "--quick", "--json", str(out)],
+        [
+            sys.executable,
+            "-m",
+            "benchmarks.run",
+            "--quick",
+            "--json",
+            str(out),
+            "--svg",
+            str(chart),
+        ],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -38,6 +51,35 @@ def test_quick_benchmark_run_prints_the_table(tmp_path: Path) -> None:
     assert doc["meta"]["quick"] is True
     assert {row["section"] for row in doc["rows"]} >= {"memory hit (tracing filtered)"}
     assert all(not row["status"].startswith("error") for row in doc["rows"])
+    _check_chart(chart, doc["rows"])
+
+
+def _check_chart(chart: Path, rows: list[dict[str, Any]]) -> None:
+    """The SVG has a bar for the library, the baseline and each measured peer, with the
+    ratios of the run's rows, and names the peers it could not measure; it fetches nothing."""
+    svg = ElementTree.parse(chart).getroot()
+    ns = "{http://www.w3.org/2000/svg}"
+    bars = {
+        bar.get("data-label"): float(bar.get("data-ratio", "nan"))
+        for bar in svg.iter(f"{ns}rect")
+        if bar.get("class") == "bar"
+    }
+    memory = {r["figure"]: r for r in rows if r["section"] == "memory hit (tracing filtered)"}
+    ours = memory["@cache_by_intent, sync"]["ratio"]
+    assert bars.pop("@cache_by_intent (sync hit)") == 1.0
+    assert bars.pop("hand-rolled baseline (cachetools)") == pytest.approx(1 / ours, rel=1e-3)
+    text = " ".join("".join(t.itertext()) for t in svg.iter(f"{ns}text"))
+    for figure, row in memory.items():
+        if not figure.startswith("peer ") or (row["value"] is not None and not row["target"]):
+            continue  # the bare LangChain lookup is shown for scale in the table only
+        name = figure.removeprefix("peer ")
+        if row["value"] is None:
+            assert name in text.split("not measured", 1)[1], name
+        else:
+            drawn = next(ratio for label, ratio in bars.items() if label.startswith(name))
+            assert drawn == pytest.approx(row["ratio"], rel=1e-3), name
+    raw = chart.read_text(encoding="utf-8")
+    assert "href" not in raw and "<script" not in raw and "@import" not in raw
 
 
 def test_profile_prints_each_kind_of_hit() -> None:

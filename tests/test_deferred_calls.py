@@ -6,6 +6,7 @@ an answer a cancelled leader's followers received is stored all the same."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import time
 from collections.abc import Iterator
@@ -305,3 +306,33 @@ def test_a_cancelled_async_leaders_answer_is_stored(cache: MultiLevelCache) -> N
     received, later = asyncio.run(scenario())
     assert received == later == say(opening())
     assert calls == 1
+
+
+SPINS = 2  # event-loop turns: the call is over, the leader not resumed
+
+
+def test_a_leader_cancelled_as_its_call_ends_still_has_the_answer_stored(
+    cache: MultiLevelCache,
+) -> None:
+    """The leader is cancelled after the shared call finished but before it resumed to
+    store the answer: the answer is stored all the same."""
+    calls = 0
+
+    @cache_by_intent(cache=cache)
+    async def chat(prompt: str) -> str:
+        nonlocal calls
+        calls += 1
+        return f"answer #{calls}"
+
+    async def scenario() -> str:
+        leader = asyncio.ensure_future(chat("Explain cancellation"))
+        for _ in range(SPINS):  # the shared call runs to its end; the leader not yet resumed
+            await asyncio.sleep(0)
+        leader.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await leader
+        for _ in range(10):
+            await asyncio.sleep(0)
+        return str(await chat("Explain cancellation"))
+
+    assert asyncio.run(scenario()) == "answer #1" and calls == 1

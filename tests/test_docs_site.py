@@ -1,25 +1,41 @@
-"""The documentation site builds with ``mkdocs build --strict``.
+"""The documentation site builds with ``mkdocs build --strict`` and renders offline.
 
 Strict mode (with the ``validation`` settings of mkdocs.yml) fails on a page missing from the
 nav or a nav entry without a page, a broken link or anchor, and a docstring the API reference
-cannot render. Without the ``docs`` extra the test is skipped locally, which fails under
+cannot render. The built site is then served on a loopback port and every page opened in
+Debian's headless ``chromium`` (``./scripts/test`` installs it where missing), which must
+log no console error, request nothing from another host, draw every Mermaid diagram and
+find every internal link; screenshots of three pages land in ``build/docs-screenshots/``.
+Without the ``docs`` extra or ``chromium`` the tests are skipped locally, which fails under
 ``CI=true`` (see conftest.py).
 """
 
 from __future__ import annotations
 
+import base64
+import functools
+import http.server
 import importlib
 import importlib.util
 import os
 import pkgutil
+import re
+import shutil
 import subprocess
 import sys
+import tempfile
+import threading
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlsplit
 
 import pytest
 
 import llm_middleware
 import llm_middleware.backends
+
+from .chromium_cdp import Browser, chromium_path
 
 ROOT = Path(__file__).resolve().parent.parent
 # Modules users import beside the package root: every name in their __all__ is documented.
@@ -52,13 +68,15 @@ def _missing() -> list[str]:
     return missing
 
 
-def test_site_builds_strict(tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The site as ``mkdocs build --strict`` writes it."""
     missing = _missing()
     if missing:
         pytest.skip(
             f"the docs extra is not installed ({', '.join(missing)}): pip install -e '.[docs]'"
         )
-    site = tmp_path / "site"
+    site = tmp_path_factory.mktemp("site")
     result = subprocess.run(
         [sys.executable, "-m", "mkdocs", "build", "--strict", "-d", str(site)],
         cwd=ROOT,
@@ -69,7 +87,10 @@ def test_site_builds_strict(tmp_path: Path) -> None:
         check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+    return site
 
+
+def test_site_builds_strict(site: Path) -> None:
     api = (site / "api" / "index.html").read_text(encoding="utf-8")
     documented = [f"llm_middleware.{name}" for name in llm_middleware.__all__]
     documented += [f"{module}.{name}" for module in PUBLIC_MODULES for name in _all_of(module)]
@@ -79,3 +100,154 @@ def test_site_builds_strict(tmp_path: Path) -> None:
     chain = (site / "chain" / "index.html").read_text(encoding="utf-8")
     assert '<pre class="mermaid">' in chain, "the call-flow diagram is not a mermaid block"
     assert not (site / "_griffe").exists(), "the griffe extension was published with the site"
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def served(site: Path) -> Iterator[str]:
+    """The built site over HTTP on a free loopback port (its links are directory URLs)."""
+    handler = functools.partial(_QuietHandler, directory=str(site))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/"
+    server.shutdown()
+    server.server_close()
+    thread.join()
+
+
+# Resolves once Material has replaced every Mermaid block by its drawing (or after 15 s).
+DIAGRAMS_DRAWN = """new Promise(resolve => {
+  const start = Date.now();
+  (function check() {
+    const pending = document.querySelectorAll("pre.mermaid").length;
+    if (pending === 0 || Date.now() - start > 15000) resolve(pending);
+    else setTimeout(check, 50);
+  })();
+})"""
+PAGE_FACTS = """(() => ({
+  ids: [...document.querySelectorAll("[id]")].map(e => e.id),
+  links: [...document.querySelectorAll("a[href]")].map(a => a.href),
+  text: document.body.innerText,
+  diagrams: [...document.querySelectorAll("div.mermaid")].map(
+    d => d.getBoundingClientRect().height),
+}))()"""
+RAW_DIAGRAM = re.compile(
+    r"^\s*(flowchart|graph|sequenceDiagram|classDiagram|stateDiagram)\b", re.MULTILINE
+)
+LOOPBACK = {"127.0.0.1", "localhost", "::1", "[::1]"}
+SCREENSHOTS = {"": "home", "chain/": "how-a-call-flows", "performance/": "performance"}
+
+
+def _svg_roles(node: dict[str, Any]) -> Iterator[str]:
+    """The ``aria-roledescription`` of every SVG under ``node``, closed shadow roots included."""
+    if node.get("localName") == "svg":
+        attributes = node.get("attributes", [])
+        pairs = dict(zip(attributes[::2], attributes[1::2], strict=True))
+        yield pairs.get("aria-roledescription", "")
+    for child in node.get("children", []) + node.get("shadowRoots", []):
+        yield from _svg_roles(child)
+
+
+def _problems_in(events: list[dict[str, Any]]) -> list[str]:
+    """Console errors, uncaught exceptions, failed loads and requests to other hosts."""
+    problems = []
+    for event in events:
+        method, params = event["method"], event.get("params", {})
+        if method == "Runtime.consoleAPICalled" and params["type"] in ("error", "assert"):
+            text = " ".join(str(a.get("value", a.get("description"))) for a in params["args"])
+            problems.append(f"console {params['type']}: {text}")
+        elif method == "Runtime.exceptionThrown":
+            details = params["exceptionDetails"]
+            problems.append(f"exception: {details.get('exception', details)}")
+        elif method == "Log.entryAdded" and params["entry"]["level"] == "error":
+            problems.append(f"log error: {params['entry']['text']} {params['entry'].get('url')}")
+        elif method == "Network.requestWillBeSent":
+            url = urlsplit(params["request"]["url"])
+            if url.scheme not in ("data", "blob", "about") and url.hostname not in LOOPBACK:
+                problems.append(f"request to another host: {params['request']['url']}")
+    return problems
+
+
+def test_every_page_renders_offline_in_chromium(site: Path, served: str) -> None:
+    """Every page in headless Chromium: no console error, no request off this machine, no
+    Mermaid source left undrawn, no broken internal link; screenshots of three pages."""
+    binary = chromium_path()
+    if binary is None:
+        pytest.skip("Debian's chromium is not installed: apt-get install chromium")
+    pages = sorted(
+        f"{p.parent.relative_to(site).as_posix()}/".removeprefix("./")
+        for p in site.rglob("index.html")
+    )
+    assert "chain/" in pages and "performance/" in pages and "" in pages
+    shots = ROOT / "build" / "docs-screenshots"
+    shots.mkdir(parents=True, exist_ok=True)
+    profile = Path(tempfile.mkdtemp(prefix="chromium-profile-"))
+    browser = Browser(binary, profile)
+    problems: dict[str, list[str]] = {}
+    ids: dict[str, set[str]] = {}
+    links: dict[str, list[str]] = {}
+    try:
+        for domain in ("Runtime.enable", "Log.enable", "Network.enable", "Page.enable"):
+            browser.page(domain)
+        browser.page(
+            "Emulation.setDeviceMetricsOverride",
+            width=1280,
+            height=900,
+            deviceScaleFactor=1,
+            mobile=False,
+        )
+        for page in pages:
+            start = len(browser.events)
+            browser.page("Page.navigate", url=served + page)
+            browser.wait_for_event("Page.loadEventFired", start)
+            undrawn = browser.evaluate(DIAGRAMS_DRAWN)
+            browser.evaluate("document.fonts.ready.then(() => true)")
+            facts = browser.evaluate(PAGE_FACTS)
+            found = _problems_in(browser.events[start:])
+            if undrawn or RAW_DIAGRAM.search(facts["text"]):
+                found.append("Mermaid source shown as text: the diagram was not drawn")
+            if facts["diagrams"]:
+                tree = browser.page("DOM.getDocument", depth=-1, pierce=True)["root"]
+                roles = list(_svg_roles(tree))
+                drawn = [role for role in roles if role and role != "error"]
+                if len(drawn) < len(facts["diagrams"]) or "error" in roles:
+                    found.append(f"diagrams drawn: {roles} for {len(facts['diagrams'])} blocks")
+                if min(facts["diagrams"]) < 100:
+                    found.append(f"a diagram is too small to read: {facts['diagrams']}")
+            if found:
+                problems[page] = found
+            ids[page] = set(facts["ids"])
+            links[page] = facts["links"]
+            if page in SCREENSHOTS:
+                height = browser.page("Page.getLayoutMetrics")["cssContentSize"]["height"]
+                clip = {"x": 0, "y": 0, "width": 1280, "height": min(height, 2400), "scale": 1}
+                shot = browser.page(
+                    "Page.captureScreenshot", format="png", captureBeyondViewport=True, clip=clip
+                )
+                (shots / f"{SCREENSHOTS[page]}.png").write_bytes(base64.b64decode(shot["data"]))
+    finally:
+        browser.close()
+        shutil.rmtree(profile, ignore_errors=True)
+    assert not problems, "\n".join(
+        f"/{page}: {p}" for page, found in problems.items() for p in found
+    )
+
+    broken = []
+    for page, hrefs in links.items():
+        for href in hrefs:
+            if not href.startswith(served):
+                continue
+            path, _, fragment = href.removeprefix(served).partition("#")
+            target = site / path / "index.html" if path == "" or path.endswith("/") else site / path
+            if not target.is_file():
+                broken.append(f"{page or '/'} -> {href}")
+            elif fragment and path in ids and unquote(fragment) not in ids[path]:
+                broken.append(f"{page or '/'} -> {href} (no such anchor)")
+    assert not broken, "\n".join(broken)
+    for name in SCREENSHOTS.values():
+        assert (shots / f"{name}.png").stat().st_size > 10_000, name
