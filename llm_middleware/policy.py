@@ -339,7 +339,9 @@ def classify_with(classifier: IntentRules | Classifier, prompt: str) -> Classifi
     """Run any classifier and say which rule decided (a plain callable names itself)."""
     if isinstance(classifier, IntentRules):
         return classifier.classify(prompt)
-    policy = classifier(prompt)
+    policy: object = classifier(prompt)
+    if isinstance(policy, Classification):  # a model that names what decided
+        return policy
     if not isinstance(policy, CachePolicy):
         raise TypeError(f"classifier {classifier!r} returned {policy!r}, not a CachePolicy")
     name = getattr(classifier, "__qualname__", type(classifier).__qualname__)
