@@ -313,3 +313,34 @@ def test_shared_through_redis(redis_server: Any, llm: Any) -> None:
     first, second = build(), build()
     answer = first("Explain the capital of France")
     assert second("Explain the capital city of France") == answer and llm.calls == 1
+
+
+SECOND_PROCESS = """
+import sys
+from llm_middleware import MultiLevelCache, SemanticMatch, cache_by_intent
+from llm_middleware.backends.sqlite import SQLiteBackend
+from tests.semantic_support import WordsEmbedder, table
+
+match = SemanticMatch(embedder=WordsEmbedder(), calibration=table(0.85))
+cache = MultiLevelCache([SQLiteBackend(path=sys.argv[1])])
+chat = cache_by_intent(cache=cache, semantic=match, name="chat")(lambda prompt: "from the first")
+print(chat("Explain the capital of France"))
+"""
+
+
+def test_another_process_finds_the_match(tmp_path: Path) -> None:
+    """A prompt stored by another process (through SQLite) is matched here."""
+    from llm_middleware import cache_by_intent
+    from llm_middleware.backends.sqlite import SQLiteBackend
+
+    path = tmp_path / "cache.db"
+    done = subprocess.run(
+        [sys.executable, "-c", SECOND_PROCESS, str(path)],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0 and done.stdout.strip() == "from the first", done.stderr
+    match = SemanticMatch(embedder=WordsEmbedder(), calibration=table(0.85))
+    cache = MultiLevelCache([SQLiteBackend(path=path)])
+    chat = cache_by_intent(cache=cache, semantic=match, name="chat")(lambda prompt: "from here")
+    assert chat("Explain the capital city of France") == "from the first"
+    assert chat("Explain how to bake bread") == "from here"
