@@ -291,3 +291,29 @@ def test_stats_command_reports_shadow_rates(cache: MultiLevelCache, tmp_path: Pa
     assert shadow["matches"] == 2 and shadow["correct"] == 1
     assert shadow["would_be_hit_rate"] == pytest.approx(2 / 3)
     assert shadow["would_be_wrong_rate"] == pytest.approx(0.5)
+
+
+def test_a_failing_embedder_degrades_to_a_plain_miss(llm: Counter) -> None:
+    """An embedder that raises (or returns the wrong shape) costs a warning event,
+    never the call; exact matching still works."""
+
+    class Broken(WordsEmbedder):
+        def embed(self, texts: Any) -> Any:
+            raise RuntimeError("model server down")
+
+    class Misshapen(WordsEmbedder):
+        def embed(self, texts: Any) -> Any:
+            return super().embed(texts)[:, :3]
+
+    for embedder in (Broken(), Misshapen()):
+        match = SemanticMatch(embedder=embedder, calibration=table(0.85))
+        cache = MultiLevelCache([MemoryBackend(maxsize=10)])
+        chat = cache_by_intent(cache=cache, semantic=match)(lambda prompt: llm(prompt))
+        with capture_logs() as logs:
+            chat(FRANCE)
+            chat(FRANCE_2)
+            chat(FRANCE)
+        errors = [e for e in logs if e["event"] == "cache.error"]
+        assert errors and all(e["tier"] == "semantic" for e in errors)
+        assert [e["outcome"] for e in results(logs)][-1] == "hit"
+    assert llm.calls == 4  # per embedder: FRANCE and FRANCE_2 called; FRANCE again a hit

@@ -270,3 +270,77 @@ def test_demo_names_its_embedder() -> None:
     tail = done.stdout.split("semantic matching", 1)[1]
     assert "embedder all-MiniLM-L6-v2" in tail
     assert " normalized " in tail and " semantic similarity " in tail
+
+
+def test_wrap_anthropic_matches_with_the_system_prompt_exact(
+    anthropic_server: Any, cache: MultiLevelCache
+) -> None:
+    """``wrap_anthropic(client, semantic=...)``: a paraphrase shares the answer; the same
+    paraphrase under another system prompt does not."""
+    anthropic = pytest.importorskip("anthropic")
+    from llm_middleware.anthropic import wrap_anthropic
+
+    client = anthropic.Anthropic(base_url=anthropic_server.base_url, api_key="t", max_retries=0)
+    match = SemanticMatch(embedder=WordsEmbedder(), calibration=table(0.85))
+    cached = wrap_anthropic(client, cache=cache, semantic=match)
+
+    def ask(text: str, system: str = "Be brief.") -> Any:
+        return cached.messages.create(
+            model="claude-test", max_tokens=64, system=system,
+            messages=[{"role": "user", "content": text}],
+        )  # fmt: skip
+
+    first = ask("Explain the capital of France")
+    assert ask("Explain the capital city of France") == first
+    assert anthropic_server.calls == 1
+    ask("Explain the capital city of France", system="Be thorough.")
+    assert anthropic_server.calls == 2
+
+
+def test_shared_through_redis(redis_server: Any, llm: Any) -> None:
+    """A second cache and index over the same Redis finds the first one's prompt."""
+    from llm_middleware import cache_by_intent
+    from llm_middleware.backends.memory import MemoryBackend
+    from llm_middleware.backends.redis import RedisBackend
+
+    def build() -> Any:
+        tiers = [MemoryBackend(maxsize=10), RedisBackend(url=redis_server.url, socket_timeout=2)]
+        match = SemanticMatch(embedder=WordsEmbedder(), calibration=table(0.85))
+        return cache_by_intent(cache=MultiLevelCache(tiers), semantic=match)(
+            lambda prompt: llm(prompt)
+        )
+
+    first, second = build(), build()
+    answer = first("Explain the capital of France")
+    assert second("Explain the capital city of France") == answer and llm.calls == 1
+
+
+SECOND_PROCESS = """
+import sys
+from llm_middleware import MultiLevelCache, SemanticMatch, cache_by_intent
+from llm_middleware.backends.sqlite import SQLiteBackend
+from tests.semantic_support import WordsEmbedder, table
+
+match = SemanticMatch(embedder=WordsEmbedder(), calibration=table(0.85))
+cache = MultiLevelCache([SQLiteBackend(path=sys.argv[1])])
+chat = cache_by_intent(cache=cache, semantic=match, name="chat")(lambda prompt: "from the first")
+print(chat("Explain the capital of France"))
+"""
+
+
+def test_another_process_finds_the_match(tmp_path: Path) -> None:
+    """A prompt stored by another process (through SQLite) is matched here."""
+    from llm_middleware import cache_by_intent
+    from llm_middleware.backends.sqlite import SQLiteBackend
+
+    path = tmp_path / "cache.db"
+    done = subprocess.run(
+        [sys.executable, "-c", SECOND_PROCESS, str(path)],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0 and done.stdout.strip() == "from the first", done.stderr
+    match = SemanticMatch(embedder=WordsEmbedder(), calibration=table(0.85))
+    cache = MultiLevelCache([SQLiteBackend(path=path)])
+    chat = cache_by_intent(cache=cache, semantic=match, name="chat")(lambda prompt: "from here")
+    assert chat("Explain the capital city of France") == "from the first"
+    assert chat("Explain how to bake bread") == "from here"

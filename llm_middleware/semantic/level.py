@@ -164,7 +164,17 @@ class SemanticHook:
         self, ctx: CallContext, cache: MultiLevelCache, codec: Codec, *, search: bool = True
     ) -> Flow[Probe | None]:
         """After an exact miss: the normalized level, then the semantic level (with
-        ``search=False``, as under ``refresh()``: only what remembering needs)."""
+        ``search=False``, as under ``refresh()``: only what remembering needs). Any
+        failure of its own is a ``cache.error`` and no candidate: the call goes on."""
+        try:
+            return (yield from self._find(ctx, cache, codec, search))
+        except Exception as exc:
+            cache_error(ctx, exc, "semantic")
+            return None
+
+    def _find(
+        self, ctx: CallContext, cache: MultiLevelCache, codec: Codec, search: bool
+    ) -> Flow[Probe | None]:
         match = self.current()
         if match is None or ctx.policy not in match.policies or not ctx.prompt:
             return None
@@ -234,7 +244,16 @@ class SemanticHook:
         yield from cache.store(ctx.key, data, remaining, depth, ctx.trace)
 
     def remember(self, ctx: CallContext, cache: MultiLevelCache, probe: Probe | None) -> Flow[None]:
-        """Index a fresh answer's prompt (its answer was just stored under ``ctx.key``)."""
+        """Index a fresh answer's prompt (its answer was just stored under ``ctx.key``);
+        a failure is a ``cache.error``, never the caller's."""
+        try:
+            yield from self._remember(ctx, cache, probe)
+        except Exception as exc:
+            cache_error(ctx, exc, "semantic")
+
+    def _remember(
+        self, ctx: CallContext, cache: MultiLevelCache, probe: Probe | None
+    ) -> Flow[None]:
         if probe is None or ctx.key is None or not ctx.write:
             return
         match = probe.match
