@@ -20,6 +20,7 @@ import secrets
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, NamedTuple
 
+from .bounded import BoundedMemo
 from .codec import InvalidEntry
 from .errors import ConfigurationError
 
@@ -156,7 +157,7 @@ class Sealer:
     def __init__(self, keys: Sequence[bytes] = ()) -> None:
         # (cache key, entry) pairs already opened: a repeated hit on the same stored bytes
         # skips the cipher (equal bytes under the same keys open alike)
-        self._opened: dict[tuple[str, bytes], Opened] = {}
+        self._opened: BoundedMemo[tuple[str, bytes], Opened] = BoundedMemo(_MEMO_SIZE)
         self._ciphers: dict[bytes, AESGCM] = {}
         for key in keys:
             kid = key_id(key)
@@ -202,7 +203,5 @@ class Sealer:
             raise InvalidEntry("decrypt_failed") from exc
         opened = Opened(payload, kid != self._newest)
         if len(data) <= _MEMO_BYTES:
-            if len(self._opened) >= _MEMO_SIZE:
-                self._opened.clear()
-            self._opened[key, data] = opened
+            self._opened.put((key, data), opened)
         return opened

@@ -24,6 +24,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ._io import Flow, Tier, TierOp
+from .bounded import BoundedMemo
 from .keys import PREFIX, namespace_part
 
 __all__ = ["RECORD_TTL", "Generations"]
@@ -56,7 +57,7 @@ class Generations:
         self.check_s = check_s
         self.timer = timer
         # record key -> (generation, checked at); "" is "never cleared"
-        self._known: dict[str, tuple[str, float]] = {}
+        self._known: BoundedMemo[str, tuple[str, float]] = BoundedMemo(_MAX_KNOWN)
 
     def _due(self, record: str, now: float) -> bool:
         known = self._known.get(record)
@@ -92,8 +93,6 @@ class Generations:
         shared tier; a failed read keeps the last one known (``report`` logs it)."""
         now = self.timer()
         split = _split(key)
-        if len(self._known) > _MAX_KNOWN:  # many namespaces: read them again
-            self._known.clear()
         values = []
         for record in (_WHOLE, None if split is None else _record_key(split[1])):
             if record is None:
@@ -106,7 +105,7 @@ class Generations:
                     report(exc)
                     data = None if record not in self._known else self._known[record][0].encode()
                 generation = _decode(data)
-                self._known[record] = (generation, now)
+                self._known.put(record, (generation, now))  # many namespaces: read afresh
             values.append(self._known[record][0])
         return self._weave(key, split, values[0], values[1])
 
@@ -116,7 +115,7 @@ class Generations:
         record = _WHOLE if namespace is None else _record_key(namespace_part(namespace))
         generation = secrets.token_hex(4)
         yield TierOp(self.shared, "set", record, generation.encode(), RECORD_TTL)
-        self._known[record] = (generation, self.timer())
+        self._known.put(record, (generation, self.timer()))
 
 
 def _decode(data: Any) -> str:
