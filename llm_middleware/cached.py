@@ -175,7 +175,8 @@ class CachedFunction:
                     cache = self.cache or config.default_cache()
                     out = current_output()
                     if self.inline and inline_tier(cache, out, may_block=may_block):
-                        watched = out.info or listeners.ACTIVE
+                        listening = listeners.ACTIVE
+                        watched = out.info or listening
                         started = time.perf_counter() if watched else 0.0
                         key = decision.key
                         found = read_first(cache, key, self.codec)
@@ -192,8 +193,8 @@ class CachedFunction:
                                 started,
                                 found.duration_ms,
                                 found.saved_tokens,
-                                value=value,
-                                arguments=_by_name(args, kwargs) if listeners.ACTIVE else None,
+                                value,
+                                _by_name(args, kwargs) if listening else None,
                             )
                             return value if self.on_hit is None else self.on_hit(value), None
                         trace = Trace(self.name, key, recorders, out)

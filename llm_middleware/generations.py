@@ -58,6 +58,16 @@ class Generations:
         self.timer = timer
         # record key -> (generation, checked at); "" is "never cleared"
         self._known: BoundedMemo[str, tuple[str, float]] = BoundedMemo(_MAX_KNOWN)
+        # logical key -> (physical key, known until): a repeated hit's key at one lookup
+        self._physical: BoundedMemo[str, tuple[str, float]] = BoundedMemo(_MAX_KNOWN)
+
+    def _learn(self, record: str, generation: str, now: float) -> None:
+        """Keep ``record``'s generation, read or made at ``now``; a changed one makes
+        the physical keys worked out before it wrong, so they are forgotten."""
+        before = self._known.get(record)
+        if before is None or before[0] != generation:
+            self._physical.clear()
+        self._known.put(record, (generation, now))
 
     def _due(self, record: str, now: float) -> bool:
         known = self._known.get(record)
@@ -72,21 +82,29 @@ class Generations:
         prefix, part, digest = split
         return f"{prefix}:{part}@{whole}.{ns}:{digest}"
 
-    def known(self, key: str) -> str | None:
+    def known(self, key: str, now: float | None = None) -> str | None:
         """The physical key of ``key`` without I/O, or None when a generation is due
-        to be read again (the caller then takes the path that reads it)."""
-        now = self.timer()
+        to be read again (the caller then takes the path that reads it). ``now``: the
+        time by the cache's clock, when the caller has read it already."""
+        if now is None:
+            now = self.timer()
+        remembered = self._physical.get(key)
+        if remembered is not None and now < remembered[1]:
+            return remembered[0]
         known = self._known
         whole = known.get(_WHOLE)
         if whole is None or now - whole[1] >= self.check_s:
             return None
         split = _split(key)
         if split is None:
-            return self._weave(key, None, whole[0], "")
-        ns = known.get(_record_key(split[1]))
-        if ns is None or now - ns[1] >= self.check_s:
-            return None
-        return self._weave(key, split, whole[0], ns[0])
+            physical, checked = self._weave(key, None, whole[0], ""), whole[1]
+        else:
+            ns = known.get(_record_key(split[1]))
+            if ns is None or now - ns[1] >= self.check_s:
+                return None
+            physical, checked = self._weave(key, split, whole[0], ns[0]), min(whole[1], ns[1])
+        self._physical.put(key, (physical, checked + self.check_s))
+        return physical
 
     def resolve(self, key: str, report: Callable[[Exception], None]) -> Flow[str]:
         """The physical key of ``key``, reading generations that are due from the
@@ -105,7 +123,7 @@ class Generations:
                     report(exc)
                     data = None if record not in self._known else self._known[record][0].encode()
                 generation = _decode(data)
-                self._known.put(record, (generation, now))  # many namespaces: read afresh
+                self._learn(record, generation, now)
             values.append(self._known[record][0])
         return self._weave(key, split, values[0], values[1])
 
@@ -115,7 +133,7 @@ class Generations:
         record = _WHOLE if namespace is None else _record_key(namespace_part(namespace))
         generation = secrets.token_hex(4)
         yield TierOp(self.shared, "set", record, generation.encode(), RECORD_TTL)
-        self._known.put(record, (generation, self.timer()))
+        self._learn(record, generation, self.timer())
 
 
 def _decode(data: Any) -> str:

@@ -43,7 +43,6 @@ def report_hit(
     started: float,
     saved_ms: float,
     saved_tokens: int,
-    *,
     value: Any = None,
     arguments: Mapping[str, Any] | None = None,
     **extra: Any,
@@ -78,7 +77,8 @@ def read_first(cache: MultiLevelCache, key: str, codec: Codec) -> Envelope | int
     generations, and seals an entry again under the newest key), ``1`` when its entry
     has expired, or the exception its read raised or the `InvalidEntry` it holds.
     Check `inline_tier` first."""
-    physical = cache.generations.known(key)
+    now = cache.timer()
+    physical = cache.generations.known(key, now)
     if physical is None:  # a generation to read again: the flow's lookup reads it
         return 0
     try:
@@ -88,14 +88,13 @@ def read_first(cache: MultiLevelCache, key: str, codec: Codec) -> Envelope | int
     if data is None:
         return 0
     try:
-        found = cache.entry(0, physical, data, codec, cache.timer())
+        found = cache.entry(0, physical, data, codec, now)
     except InvalidEntry as exc:
         return exc
     if found is None:
         return 1
-    if found.stale_key:
-        return 0
-    return found.envelope
+    envelope, _, stale_key, _ = found
+    return 0 if stale_key else envelope
 
 
 def settle(cache: MultiLevelCache, key: str, found: int | Exception, trace: Trace) -> int:

@@ -107,24 +107,24 @@ class CacheStats:
             self._fold()
 
     def _fold(self) -> None:
-        """`fold` with the lock held."""
+        """`fold` with the lock held. The queued hits are taken off one by one (another
+        thread may be appending) and counted alike in C (`Counter`): repeated hits on
+        the same entry are equal tuples, so the loop below runs once per kind of hit."""
         queued, hits, by_label = self.queued, self._hits, self._by_label
+        popleft = queued.popleft
+        batch = Counter([popleft() for _ in range(len(queued))])
         saved_ms, saved_tokens = 0.0, 0
-        while True:
-            try:
-                tier, ms, tokens, policy = queued.popleft()
-            except IndexError:
-                break
-            hits[tier] += 1
-            saved_ms += ms
-            saved_tokens += tokens
+        for (tier, ms, tokens, policy), times in batch.items():
+            hits[tier] += times
+            saved_ms += ms * times
+            saved_tokens += tokens * times
             label = ("hit", tier, policy)
             counts = by_label.get(label)
             if counts is None:
                 counts = by_label[label] = [0, 0.0, 0]
-            counts[0] += 1
-            counts[1] += ms
-            counts[2] += tokens
+            counts[0] += times
+            counts[1] += ms * times
+            counts[2] += tokens * times
         self._saved_ms += saved_ms
         self._saved_tokens += saved_tokens
 

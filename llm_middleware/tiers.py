@@ -48,16 +48,11 @@ class Hit(NamedTuple):
     stale: bool = False
 
 
-class Entry(NamedTuple):
-    """A tier's entry that answers a call (`MultiLevelCache.entry`)."""
-
-    envelope: Envelope
-    payload: bytes
-    """The codec's bytes: decrypted, or with the signature taken off."""
-    stale_key: bool
-    """Sealed under a retired encryption key: to be written again under the newest."""
-    inflated: int | None
-    """The size the entry inflated to (``None``: it was not compressed)."""
+Entry = tuple[Envelope, bytes, bool, "int | None"]
+"""A tier's entry that answers a call (`MultiLevelCache.entry`): its envelope; the
+codec's bytes (decrypted, or with the signature taken off); whether it was sealed under
+a retired encryption key (to be written again under the newest); the size it inflated
+to (``None``: not compressed). A plain tuple: it is made on every hit."""
 
 
 def _shared(backend: Backend) -> bool:
@@ -120,6 +115,7 @@ class MultiLevelCache:
         self.sealer = Sealer(parse_keys(encryption_key))
         # by tier index: whether entries written there are sealed
         self._sealed = tuple(self.sealer.enabled and _shared(t.backend) for t in self.tiers)
+        self._sealing = self.sealer.enabled  # read on every hit: an attribute, not a property
         self._stats = CacheStats()
         self.recorder = self._stats  # the counters this cache's calls update
 
@@ -144,14 +140,17 @@ class MultiLevelCache:
         decides an entry is an answer."""
         if data is None:
             return None
-        if self._sealed[index] or (self.sealer.enabled and is_sealed(data)):
+        if self._sealing and (self._sealed[index] or is_sealed(data)):
             payload, stale_key = self.sealer.open(key, data)
         else:
             payload, stale_key = self.signer.verify(key, data), False
-        envelope, inflated = codec.decode_sized(payload, self.tiers[index].inflate_limit)
+        if index:  # what it inflated to limits the tiers it is promoted to
+            envelope, inflated = codec.decode_sized(payload, self.tiers[index].inflate_limit)
+        else:
+            envelope, inflated = codec.decode(payload, self.tiers[0].inflate_limit), None
         if envelope.expires + grace <= now:
             return None
-        return Entry(envelope, payload, stale_key, inflated)
+        return envelope, payload, stale_key, inflated
 
     def discard(self, tier: Tier, key: str, exc: InvalidEntry, trace: Trace) -> Flow[None]:
         """What follows an invalid entry found in ``tier``: counted and logged
