@@ -174,7 +174,7 @@ class CachedFunction:
                 if decision is not None:  # these arguments were decided before
                     cache = self.cache or config.default_cache()
                     out = current_output()
-                    if self.inline and inline_tier(cache, out, may_block=may_block):
+                    if self.inline and inline_tier(cache, out, may_block):
                         listening = listeners.ACTIVE
                         watched = out.info or listening
                         started = time.perf_counter() if watched else 0.0
@@ -216,7 +216,7 @@ class CachedFunction:
             assert ctx.key is not None and ctx.policy is not None
             assert memo is not None
             memo.remember(arguments, args, kwargs, ctx.key, ctx.policy.value, generation)
-        inline = start < 0 and self.inline and inline_tier(cache, trace.out, may_block=may_block)
+        inline = start < 0 and self.inline and inline_tier(cache, trace.out, may_block)
         if decided and inline:
             assert ctx.key is not None and ctx.policy is not None
             found = read_first(cache, ctx.key, self.codec)

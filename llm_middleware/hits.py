@@ -62,7 +62,7 @@ def report_hit(
     trace.result("hit", tier, policy, started, saved_ms, saved_tokens, **extra)
 
 
-def inline_tier(cache: MultiLevelCache, out: Output, *, may_block: bool) -> bool:
+def inline_tier(cache: MultiLevelCache, out: Output, may_block: bool) -> bool:
     """Whether `read_first` may read ``cache``'s tier 1 for a call whose events go
     to ``out``: in sync code (``may_block``) any tier, in async code an in-process one
     (``nonblocking``, read without waiting); and no debug events wanted (the flow's
