@@ -138,7 +138,7 @@ class IntentCache(BaseCache):
             BuildKey((), namespace),
         )
         self._codec = Codec()
-        self._stats = CacheStats()
+        self._stats = CacheStats(FN)
 
     @property
     def cache(self) -> MultiLevelCache:

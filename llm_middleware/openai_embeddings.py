@@ -152,7 +152,7 @@ class EmbeddingsCache:
             BuildKey((), options.get("namespace"), _namespace_required(options)),
         )
         self.codec = Codec()
-        self.stats = CacheStats()
+        self.stats = CacheStats(FN)
 
     def split(self, kwargs: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
         request, transport = {}, {}
