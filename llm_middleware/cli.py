@@ -35,6 +35,10 @@ def _cmd_classify(args: argparse.Namespace) -> int:
     rules = IntentRules.from_file(args.rules) if args.rules else IntentRules.default()
     if (args.prompt is None) == (args.eval is None):
         raise LLMMiddlewareError("classify takes a PROMPT or --eval FILE (one of them)")
+    if args.model:
+        from .intent_model import default_model
+
+        rules = rules.with_model(default_model())
     if args.eval is not None:
         from .intent_eval import evaluate, read_labelled
 
@@ -183,6 +187,11 @@ def _parser() -> argparse.ArgumentParser:
         "--eval", metavar="FILE", help="a JSON list of {question, fact_type} (see docs/policy.md)"
     )
     classify.add_argument("--errors", action="store_true", help="with --eval: list the misses")
+    classify.add_argument(
+        "--model",
+        action="store_true",
+        help="add the embedding model (semantic extra); the shorter lifetime wins",
+    )
     classify.add_argument("--json", action="store_true", help="machine-readable output")
     classify.set_defaults(run=_cmd_classify)
     stats = commands.add_parser("stats", help="summarize cache.result events of a JSON-lines log")

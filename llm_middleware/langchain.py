@@ -39,6 +39,7 @@ from .chain import (
     run_steps,
 )
 from .codec import Codec, register_type
+from .flow import _result as end_call
 from .flow import store_value
 from .hits import report_hit
 from .intent_text import last_user_text
@@ -138,7 +139,7 @@ class IntentCache(BaseCache):
             BuildKey((), namespace),
         )
         self._codec = Codec()
-        self._stats = CacheStats()
+        self._stats = CacheStats(FN)
 
     @property
     def cache(self) -> MultiLevelCache:
@@ -167,16 +168,16 @@ class IntentCache(BaseCache):
             detail = {"error": ctx.skip_error} if ctx.skip_error else {}
             getattr(ctx.trace, level)("cache.bypass", reason=ctx.skip, **detail)
             ctx.trace.stats.bypass(ctx.skip or "bypass", policy=policy)
-            ctx.trace.result("bypass", None, policy, started, 0.0, 0)
+            end_call(ctx.trace, "bypass", None, ctx, started, 0.0, 0)
             return None
         hit = (yield from cache.lookup(ctx.key, self._codec, ctx.trace)) if ctx.read else None
         if hit is None:
             ctx.trace.stats.miss(policy)
-            ctx.trace.result("miss", None, policy, started, 0.0, 0)
+            end_call(ctx.trace, "miss", None, ctx, started, 0.0, 0)
             return None
         env = hit.envelope
         report_hit(ctx.trace.stats, ctx.trace, hit.tier, policy, started, env.duration_ms,
-                   env.saved_tokens)  # fmt: skip
+                   env.saved_tokens, arguments=ctx.arguments)  # fmt: skip
         return list(env.value)
 
     def _update(self, prompt: str, llm_string: str, value: RETURN_VAL_TYPE) -> Flow[None]:

@@ -40,6 +40,7 @@ from .chain import (
 )
 from .clientwrap import TRANSPORT_OPTIONS
 from .codec import Codec, register_type
+from .flow import _result as end_call
 from .flow import store_value
 from .hits import report_hit
 from .policy import CachePolicy
@@ -152,7 +153,7 @@ class EmbeddingsCache:
             BuildKey((), options.get("namespace"), _namespace_required(options)),
         )
         self.codec = Codec()
-        self.stats = CacheStats()
+        self.stats = CacheStats(FN)
 
     def split(self, kwargs: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
         request, transport = {}, {}
@@ -195,7 +196,7 @@ class EmbeddingsCache:
                 env = hit.envelope
                 found[key] = env.value
                 report_hit(ctx.trace.stats, ctx.trace, hit.tier, env.policy, started,
-                           env.duration_ms, env.saved_tokens)  # fmt: skip
+                           env.duration_ms, env.saved_tokens, arguments=ctx.arguments)  # fmt: skip
         missing = [key for key in unique if key not in found]
         fresh = None
         if missing:
@@ -211,7 +212,7 @@ class EmbeddingsCache:
                 policy = None if ctx.policy is None else ctx.policy.value
                 ctx.trace.stats.miss(policy)
                 yield from store_value(ctx, cache, self.codec, vector, ms / len(missing))
-                ctx.trace.result("miss", None, policy, started, 0.0, 0)
+                end_call(ctx.trace, "miss", None, ctx, started, 0.0, 0, value=fresh)
             if whole:
                 return fresh
         return self._response([found[ctx.key] for ctx in positions])  # type: ignore[index]
@@ -223,7 +224,7 @@ class EmbeddingsCache:
         policy = None if ctx.policy is None else ctx.policy.value
         ctx.trace.stats.bypass(ctx.skip or "bypass", policy=policy)
         value, _ = yield Call(lambda: self.original(**kwargs))
-        ctx.trace.result("bypass", None, None, started, 0.0, 0)
+        end_call(ctx.trace, "bypass", None, ctx, started, 0.0, 0, value=value)
         return value
 
     def _response(self, vectors: list[_Vector]) -> CreateEmbeddingResponse:

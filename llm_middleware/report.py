@@ -8,7 +8,7 @@ numbers as ``data-`` attributes, and a ``<title>`` for a tooltip.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
 from html import escape
 
@@ -54,6 +54,16 @@ def _seconds(ms: float) -> str:
 
 def _number(value: float) -> str:
     return f"{value:,.0f}"
+
+
+def _short_number(value: float) -> str:
+    """A number for an axis, at most seven characters: ``795,879``, ``5.13M``."""
+    for size, suffix in ((1e12, "T"), (1e9, "B"), (1e6, "M")):
+        if value >= size:
+            scaled = value / size
+            digits = 0 if scaled >= 100 else 1 if scaled >= 10 else 2
+            return f"{scaled:.{digits}f}{suffix}"
+    return _number(value)
 
 
 def _section(chart: str, title: str, body: str) -> str:
@@ -139,8 +149,11 @@ def line_chart(
     axis: str | None,
     top: float,
     label: str,
+    tick: Callable[[float], str] | None = None,
 ) -> str:
-    """A line over ``(bucket start, value or None)``; ``None`` breaks the line."""
+    """A line over ``(bucket start, value or None)``; ``None`` breaks the line. ``label``
+    formats a value for its tooltip, ``tick`` (else ``label``) for the axis, whose
+    labels must fit the chart's left margin."""
     if not points:
         return _section(chart, title, _empty("no calls"))
     height, left, right, up, down = 220, 60, 20, 10, 40
@@ -152,7 +165,8 @@ def line_chart(
         f'<line class="grid" x1="{left}" x2="{_WIDTH - right}" y1="{y:.1f}" y2="{y:.1f}"/>'
         f'<text x="{left - 6}" y="{y + 4:.1f}" text-anchor="end">{escape(text)}</text>'
         for y, text in (
-            (up + span_y * (1 - share), label.format(top * share)) for share in (0, 0.5, 1)
+            (up + span_y * (1 - share), tick(top * share) if tick else label.format(top * share))
+            for share in (0, 0.5, 1)
         )
     ]
     path, pen_down = [], False
@@ -229,6 +243,7 @@ def render_html(summary: LogSummary, source: str) -> str:
             axis,
             float(data["saved_tokens"]),
             "{:,.0f}",
+            _short_number,
         ),
     ]
     return "\n".join(

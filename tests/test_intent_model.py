@@ -88,3 +88,29 @@ def test_rules_alone_import_no_numpy() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stderr
+
+
+def test_the_default_model_uses_the_shipped_centroids() -> None:
+    """``default_model()``: all-MiniLM-L6-v2 with the centroids shipped for it (no training
+    at start-up); the shorter lifetime still wins, and the CLI's ``--model`` uses it."""
+    pytest.importorskip("numpy")
+    from llm_middleware.intent_model import default_model
+
+    try:
+        model = default_model()
+    except ConfigurationError as exc:  # the weights are installed by ./scripts/test
+        pytest.skip(str(exc))
+    assert set(model.centroids) == {"fast-changing", "slow-changing", "never-changing"}
+    assert model("What is the price of Bitcoin right now?").policy is CachePolicy.NEVER
+    rules = IntentRules.default()
+    both = rules.with_model(model)
+    for question, _ in shipped_examples("test")[::9]:
+        assert both.classify(question).ttl <= rules.classify(question).ttl
+    done = subprocess.run(
+        [sys.executable, "-m", "llm_middleware", "classify", "Is Gmail down?", "--model"],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    assert done.returncode == 0 and "policy: NEVER" in done.stdout, done.stderr

@@ -7,8 +7,11 @@ import asyncio
 import threading
 from typing import Any
 
+import pytest
+
 from llm_middleware import MultiLevelCache, cache_by_intent, listeners, observe
 from tests.conftest import Counter
+from tests.fake_openai import FakeOpenAIServer
 
 
 def _cached(cache: MultiLevelCache, llm: Counter) -> Any:
@@ -120,3 +123,37 @@ def test_asyncio_tasks_created_in_the_block_are_seen(cache: MultiLevelCache) -> 
     outcomes, outcome_alone = asyncio.run(main())
     assert outcomes == ["hit", "hit"]  # the other task's call is not in this block
     assert outcome_alone == "miss"
+
+
+def test_embeddings_and_langchain_calls_are_observed(
+    openai_server: FakeOpenAIServer, cache: MultiLevelCache
+) -> None:
+    """`wrap_openai`'s embeddings (one record per input) and LangChain's `IntentCache`
+    tell an observe() block where each answer came from, as decorated functions do."""
+    pytest.importorskip("openai")
+    pytest.importorskip("langchain_core")
+    from langchain_core.language_models.fake_chat_models import FakeListChatModel
+    from openai import OpenAI
+
+    from llm_middleware.langchain import IntentCache
+    from llm_middleware.openai import wrap_openai
+
+    client = wrap_openai(OpenAI(base_url=openai_server.base_url, api_key="sk-test"), cache=cache)
+    with observe() as first:
+        client.embeddings.create(model="text-embedding-3-small", input=["alpha", "beta"])
+    with observe() as again:
+        client.embeddings.create(model="text-embedding-3-small", input=["beta", "gamma"])
+    assert [(c.outcome, c.policy) for c in first.calls] == [("miss", "long")] * 2
+    assert sorted((c.outcome, c.tier) for c in again.calls) == [("hit", "L1"), ("miss", None)]
+
+    model = FakeListChatModel(responses=["A B-tree keeps sorted keys in wide nodes."])
+    model.cache = IntentCache(cache=cache, namespace="lc")
+    with observe() as asked:
+        answer = model.invoke("Explain B-trees")
+    with observe() as repeated:
+        assert model.invoke("Explain B-trees").content == answer.content
+    with observe() as live:
+        model.invoke("What is the weather today?")
+    assert (asked.outcome, asked.policy) == ("miss", "long")
+    assert (repeated.outcome, repeated.tier, repeated.policy) == ("hit", "L1", "long")
+    assert (live.outcome, live.policy) == ("bypass", "never")

@@ -194,3 +194,25 @@ def test_without_a_provider_nothing_listens() -> None:
         check=True,
     )
     assert done.stdout.strip() == "0"
+
+
+def test_operations_page_lists_every_attribute_metric_and_family() -> None:
+    """Every span attribute and metric the OpenTelemetry listener can write, and every
+    Prometheus family, is named in docs/operations.md (whose tables say what each means)."""
+    import ast
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    page = (root / "docs" / "operations.md").read_text()
+    names: set[str] = set()
+    for module in ("otel.py", "prometheus.py"):
+        tree = ast.parse((root / "llm_middleware" / module).read_text())
+        names |= {
+            node.value
+            for node in ast.walk(tree)
+            if isinstance(node, ast.Constant)
+            and isinstance(node.value, str)
+            and node.value.startswith(("llm_middleware.cache.", "llm_middleware_cache_", "gen_ai."))
+        }
+    assert len(names) >= 16
+    assert sorted(name for name in names if f"`{name}`" not in page) == []

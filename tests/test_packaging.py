@@ -82,7 +82,12 @@ def test_the_wheel_holds_only_names_this_project_owns(dist: Path) -> None:
     for module in ("memory", "memcached", "redis", "sqlite"):
         assert f"llm_middleware/backends/{module}.py" in names
     assert "llm_middleware/py.typed" in names
-    for data in ("default-rules.toml", "intent-train.json", "intent-test.json"):
+    for data in (
+        "default-rules.toml",
+        "intent-train.json",
+        "intent-test.json",
+        "intent-centroids.json",
+    ):
         assert f"llm_middleware/data/{data}" in names, data  # the intent rules and examples
     assert any(n.endswith(".dist-info/licenses/LICENSE") for n in names), "no licence text"
     group = entry_points.split("[llm_middleware.backends]", 1)[1].split("[", 1)[0]

@@ -13,6 +13,7 @@ from prometheus_client.parser import text_string_to_metric_families  # noqa: E40
 from llm_middleware import MultiLevelCache, cache_by_intent, cache_info, use_policy  # noqa: E402
 from llm_middleware import prometheus as exporter  # noqa: E402
 from llm_middleware.policy import CachePolicy  # noqa: E402
+from tests.fake_openai import FakeOpenAIServer  # noqa: E402
 
 
 def _scrape(port: int) -> dict[str, dict[tuple[tuple[str, str], ...], float]]:
@@ -79,6 +80,53 @@ def test_an_app_serves_its_cache_metrics_over_http(cache: MultiLevelCache) -> No
         again = _ours(_scrape(server.server_port), "llm_middleware_cache_calls_total", name)
         assert sum(again.values()) == sum(calls.values()) + 1
         assert again[(("outcome", "hit"), ("policy", "medium"), ("tier", "L1"))] == 2
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=30)
+
+
+def test_embeddings_and_langchain_calls_are_scraped_too(
+    openai_server: FakeOpenAIServer, cache: MultiLevelCache
+) -> None:
+    """`wrap_openai`'s embeddings and LangChain's `IntentCache` count their calls in the
+    cache's stats(); the scrape shows the same calls, under their own function names."""
+    pytest.importorskip("openai")
+    pytest.importorskip("langchain_core")
+    from langchain_core.outputs import Generation
+    from openai import OpenAI
+
+    from llm_middleware.langchain import IntentCache
+    from llm_middleware.openai import wrap_openai
+
+    functions = ("openai.embeddings.create", "langchain.llm_cache")
+    registry = prometheus_client.CollectorRegistry()
+    server, thread = exporter.start_http_server(0, addr="127.0.0.1", registry=registry)
+
+    def scraped() -> dict[str, float]:
+        samples = _scrape(server.server_port)
+        return {
+            function: sum(_ours(samples, "llm_middleware_cache_calls_total", function).values())
+            for function in functions
+        }
+
+    try:
+        before = scraped()
+        client = wrap_openai(
+            OpenAI(base_url=openai_server.base_url, api_key="sk-test"),
+            cache=cache,
+        )
+        client.embeddings.create(model="text-embedding-3-small", input=["alpha", "beta"])
+        client.embeddings.create(model="text-embedding-3-small", input=["alpha", "gamma"])
+        llm_cache = IntentCache(cache=cache, namespace="lc")
+        assert llm_cache.lookup("Explain B-trees", "model") is None
+        llm_cache.update("Explain B-trees", "model", [Generation(text="A B-tree...")])
+        assert llm_cache.lookup("Explain B-trees", "model") is not None
+
+        after = scraped()
+        assert after["openai.embeddings.create"] - before["openai.embeddings.create"] == 4
+        assert after["langchain.llm_cache"] - before["langchain.llm_cache"] == 2
+        assert sum(after.values()) - sum(before.values()) == cache.stats()["calls"]
     finally:
         server.shutdown()
         server.server_close()

@@ -9,6 +9,7 @@ and whose screenshot must show them. Without ``chromium`` the browser test is sk
 
 from __future__ import annotations
 
+import json
 import logging
 import random
 import shutil
@@ -247,8 +248,6 @@ def test_timeline_reads_unix_and_iso_timestamps() -> None:
 
 
 def _result_line(outcome: str, when: Any = None) -> str:
-    import json
-
     event = {"event": "cache.result", "outcome": outcome, "fn": "f", "policy": "long"}
     if outcome == "hit":
         event.update(tier="L1", saved_ms=100.0, saved_tokens=7)
@@ -280,3 +279,48 @@ def test_without_timestamps_the_axis_is_the_calls() -> None:
     assert summary.timeline is not None and summary.timeline.axis == "calls"
     rates = [b.hit_rate for _, b in summary.timeline.series()]
     assert rates[0] == 0.0 and rates[-1] == 1.0
+
+
+# Every text of the page's charts: the part of it drawn outside its chart's box.
+_CLIPPED_TEXTS = """
+[...document.querySelectorAll('svg[data-chart]')].flatMap(svg => {
+  const width = svg.viewBox.baseVal.width;
+  return [...svg.querySelectorAll('text')].map(text => {
+    const box = text.getBBox();
+    return {chart: svg.dataset.chart, text: text.textContent,
+            left: box.x, right: box.x + box.width, width};
+  }).filter(t => t.left < 0 || t.right > t.width);
+})
+"""
+
+
+def test_report_texts_fit_their_charts_with_big_numbers(tmp_path: Path) -> None:
+    """Millions of tokens saved and a long function name: every axis label and value
+    is drawn inside its chart, as the browser lays it out."""
+    from llm_middleware.report import render_html
+    from tests.chromium_cdp import Browser
+
+    binary = _chromium()
+    start = 1_764_600_000.0
+    lines = []
+    for n in range(400):
+        event = json.loads(_result_line("hit" if n % 3 else "miss", start + 60 * n))
+        if event["outcome"] == "hit":
+            event.update(saved_tokens=45_678, saved_ms=3_600_000.0)
+        event["fn"] = "company.product.service.handlers.answer_support_question"
+        lines.append(json.dumps(event))
+    summary = summarize(lines, timeline=True)
+    assert summary.saved_tokens > 10_000_000
+    page = tmp_path / "report.html"
+    page.write_text(render_html(summary, "app.log"))
+
+    browser = Browser(binary, tmp_path / "profile")
+    try:
+        browser.page("Page.enable")
+        start_events = len(browser.events)
+        browser.page("Page.navigate", url=page.as_uri())
+        browser.wait_for_event("Page.loadEventFired", start_events)
+        assert browser.evaluate("document.querySelectorAll('svg[data-chart] text').length") > 10
+        assert browser.evaluate(_CLIPPED_TEXTS) == []
+    finally:
+        browser.close()
