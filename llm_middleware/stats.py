@@ -61,8 +61,6 @@ class CacheStats:
         "_lock",
         "_misses",
         "_promotions",
-        "_saved_ms",
-        "_saved_tokens",
         "_shadow",
         "_stores",
         "function",
@@ -81,13 +79,11 @@ class CacheStats:
         """Reset every counter to zero."""
         with self._lock:
             self.queued.clear()
-            self._hits: Counter[str] = Counter()
+            self._hits: dict[tuple[str, str | None], list[float]] = {}
             self._bypasses: Counter[str] = Counter()
             self._errors: Counter[str] = Counter()
             self._shadow: Counter[str] = Counter()
             self._misses = self._bypassed_calls = self._stores = self._promotions = 0
-            self._saved_tokens = 0
-            self._saved_ms = 0.0
             self._by_label: dict[tuple[str, str | None, str | None], list[float]] = {}
 
     def hit(self, tier: str, saved_ms: float, saved_tokens: int, policy: str | None = None) -> None:
@@ -107,26 +103,21 @@ class CacheStats:
             self._fold()
 
     def _fold(self) -> None:
-        """`fold` with the lock held. The queued hits are taken off one by one (another
-        thread may be appending) and counted alike in C (`Counter`): repeated hits on
-        the same entry are equal tuples, so the loop below runs once per kind of hit."""
-        queued, hits, by_label = self.queued, self._hits, self._by_label
+        """`fold` with the lock held: each hit into its ``(tier, policy)`` entry of
+        ``[hits, saved_ms, saved_tokens]`` (the totals are summed from those). The queued
+        hits are taken off one by one (another thread may be appending) and counted alike
+        in C (`Counter`): repeated hits on one entry are equal tuples, so the loop below
+        runs once per kind of hit."""
+        queued, by_hit = self.queued, self._hits
         popleft = queued.popleft
         batch = Counter([popleft() for _ in range(len(queued))])
-        saved_ms, saved_tokens = 0.0, 0
         for (tier, ms, tokens, policy), times in batch.items():
-            hits[tier] += times
-            saved_ms += ms * times
-            saved_tokens += tokens * times
-            label = ("hit", tier, policy)
-            counts = by_label.get(label)
+            counts = by_hit.get((tier, policy))
             if counts is None:
-                counts = by_label[label] = [0, 0.0, 0]
+                counts = by_hit[(tier, policy)] = [0, 0.0, 0]
             counts[0] += times
             counts[1] += ms * times
             counts[2] += tokens * times
-        self._saved_ms += saved_ms
-        self._saved_tokens += saved_tokens
 
     def _count(self, outcome: str, policy: str | None) -> None:
         """One call of ``outcome`` (not a hit) under ``policy``, with the lock held."""
@@ -170,19 +161,25 @@ class CacheStats:
         """A consistent copy of all counters."""
         with self._lock:
             self._fold()
-            hits = sum(self._hits.values())
+            by_tier: Counter[str] = Counter()
+            saved_ms, saved_tokens = 0.0, 0
+            for (tier, _), (count, ms, tokens) in self._hits.items():
+                by_tier[tier] += int(count)
+                saved_ms += ms
+                saved_tokens += int(tokens)
+            hits = sum(by_tier.values())
             lookups = hits + self._misses
             return StatsSnapshot(
                 calls=lookups + self._bypassed_calls,
-                hits=dict(self._hits),
+                hits=dict(by_tier),
                 misses=self._misses,
                 bypasses=dict(self._bypasses),
                 errors=dict(self._errors),
                 stores=self._stores,
                 promotions=self._promotions,
                 hit_rate=hits / lookups if lookups else 0.0,
-                saved_ms=round(self._saved_ms, 3),
-                saved_tokens=self._saved_tokens,
+                saved_ms=round(saved_ms, 3),
+                saved_tokens=saved_tokens,
                 shadow={"matches": self._shadow["matches"], "correct": self._shadow["correct"]},
             )
 
@@ -191,10 +188,13 @@ class CacheStats:
         (``tier`` is ``None`` but for hits, ``policy`` where none was decided)."""
         with self._lock:
             self._fold()
-            return {
-                label: Calls(int(n), ms, int(tokens))
-                for label, (n, ms, tokens) in self._by_label.items()
+            found: dict[tuple[str, str | None, str | None], Calls] = {
+                ("hit", tier, policy): Calls(int(n), ms, int(tokens))
+                for (tier, policy), (n, ms, tokens) in self._hits.items()
             }
+            for label, (n, ms, tokens) in self._by_label.items():
+                found[label] = Calls(int(n), ms, int(tokens))
+            return found
 
 
 _FUNCTIONS: weakref.WeakSet[CacheStats] = weakref.WeakSet()
