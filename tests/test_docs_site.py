@@ -12,6 +12,7 @@ Without the ``docs`` extra or ``chromium`` the tests are skipped locally, which 
 
 from __future__ import annotations
 
+import ast
 import base64
 import functools
 import http.server
@@ -36,6 +37,7 @@ import llm_middleware
 import llm_middleware.backends
 
 from .chromium_cdp import Browser, chromium_path
+from .test_docs_examples import PAGES, python_blocks
 
 ROOT = Path(__file__).resolve().parent.parent
 # Modules users import beside the package root: every name in their __all__ is documented.
@@ -100,6 +102,34 @@ def test_site_builds_strict(site: Path) -> None:
     chain = (site / "chain" / "index.html").read_text(encoding="utf-8")
     assert '<pre class="mermaid">' in chain, "the call-flow diagram is not a mermaid block"
     assert not (site / "_griffe").exists(), "the griffe extension was published with the site"
+
+
+def _imported_names(code: str) -> Iterator[tuple[str, str]]:
+    """(module, name) of every ``from llm_middleware... import name`` in ``code``."""
+    for node in ast.walk(ast.parse(code)):
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("llm_middleware"):
+            for alias in node.names:
+                yield str(node.module), alias.name
+
+
+def test_every_name_an_example_imports_is_in_the_api_reference(site: Path) -> None:
+    """A reader who meets ``from llm_middleware.x import y`` in the README or a page finds
+    ``y`` in the API reference (a module imported that way is not itself an entry)."""
+    api = (site / "api" / "index.html").read_text(encoding="utf-8")
+    missing = set()
+    for page in PAGES:
+        for block in python_blocks(page):
+            for module, name in _imported_names(block.code):
+                try:
+                    importlib.import_module(f"{module}.{name}")
+                    continue  # a submodule
+                except ImportError:
+                    pass
+                found = getattr(importlib.import_module(module), name)
+                home = f"{getattr(found, '__module__', '')}.{getattr(found, '__qualname__', '')}"
+                if f'id="{module}.{name}"' not in api and f'id="{home}"' not in api:
+                    missing.add(f"{module}.{name} ({page.name})")
+    assert not missing, f"add these to docs/api.md: {sorted(missing)}"
 
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
