@@ -77,8 +77,11 @@ def _stream_usage(events: Sequence[Any]) -> dict[str, int] | None:
     return counts
 
 
+MESSAGE_TAG = "anthropic.message"
+"""The codec's type tag of a stored `Message`."""
+
 register_type(
-    "anthropic.message",
+    MESSAGE_TAG,
     match=lambda value: type(value) is Message,
     dump=_dump,
     load=lambda data: _restored(_build(Message, data)),
@@ -116,7 +119,7 @@ def wrap_anthropic(client: ClientT, **options: Any) -> ClientT:
         endpoint=str(clone.base_url),
         is_async=is_async,
         absent=(NotGiven, Omit),
-        adapter=StreamAdapter(is_async, Message, MESSAGE_STREAM),
+        adapter=StreamAdapter(is_async, Message, MESSAGE_TAG, MESSAGE_STREAM),
         options=options,
     )
     create: Any = messages.create

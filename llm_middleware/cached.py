@@ -97,7 +97,7 @@ class CachedFunction:
                 identity.key_name,
             ),
         )
-        self.codec = Codec(_return_type(func))
+        self.codec = Codec(_return_type(func), accepts=None if adapter is None else adapter.accepts)
         self.stats = CacheStats(self.name)
         self.flights = Flights()
         self.async_flights: AsyncFlights[Any] = AsyncFlights()

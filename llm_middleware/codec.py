@@ -187,13 +187,24 @@ class Codec:
 
     ``result_type`` is the wrapped function's return annotation; when it is a
     pydantic model class, values of exactly that class are stored and restored.
+    ``accepts``: the type tags an entry may carry to be an answer (``None``: any);
+    an integration names the types its callers can use, so that an entry of another
+    type under its key (one written by someone else into a shared tier) is a miss
+    with reason ``wrong_type``, never a value the caller's code cannot handle.
     """
 
-    __slots__ = ("_memo", "_model", "compress_min_bytes")
+    __slots__ = ("_accepts", "_memo", "_model", "compress_min_bytes")
 
-    def __init__(self, result_type: object = None, *, compress_min_bytes: int = 4096) -> None:
+    def __init__(
+        self,
+        result_type: object = None,
+        *,
+        compress_min_bytes: int = 4096,
+        accepts: frozenset[str] | None = None,
+    ) -> None:
         self._model: Any = result_type if _is_model_class(result_type) else None
         self.compress_min_bytes = compress_min_bytes
+        self._accepts = accepts
         self._memo: BoundedMemo[bytes, tuple[Envelope, int]] = BoundedMemo(_MEMO_SIZE)
 
     def _dump_value(self, value: Any) -> tuple[str, Any, dict[str, int] | None]:
@@ -327,6 +338,8 @@ class Codec:
             raise InvalidEntry("not_envelope") from exc
         if schema != ENVELOPE_SCHEMA:
             raise InvalidEntry("schema_mismatch")
+        if self._accepts is not None and tag not in self._accepts:
+            raise InvalidEntry("wrong_type")
         return Envelope(self._load_value(tag, raw), *envelope_fields), inflated
 
     def _load_value(self, tag: object, raw: Any) -> Any:

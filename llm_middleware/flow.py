@@ -131,6 +131,10 @@ class Commit:
 class ResultAdapter(Protocol):
     """Lets an integration shape results around the cache (the OpenAI streams)."""
 
+    accepts: frozenset[str] | None
+    """The codec type tags of the entries its callers can be answered with (``None``:
+    any); an entry of another type is a miss (`Codec`'s ``accepts``)."""
+
     def shareable(self, ctx: CallContext) -> bool:
         """May concurrent identical calls share one upstream call's result?"""
 

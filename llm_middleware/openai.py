@@ -23,7 +23,7 @@ from openai.types.chat import ChatCompletion, ChatCompletionChunk
 from .clientwrap import HELPER_HEADER, TRANSPORT_OPTIONS, shadow_method
 from .codec import register_type
 from .openai_embeddings import wrap_embeddings
-from .openai_responses import RESPONSE_STREAM, Response, server_state
+from .openai_responses import RESPONSE_STREAM, RESPONSE_TAG, Response, server_state
 from .streams import StreamAdapter, StreamKind
 
 __all__ = ["TRANSPORT_OPTIONS", "wrap_openai"]
@@ -61,8 +61,11 @@ def _restored(completion: ChatCompletion) -> ChatCompletion:
     return completion
 
 
+CHAT_COMPLETION_TAG = "openai.chat_completion"
+"""The codec's type tag of a stored `ChatCompletion`."""
+
 register_type(
-    "openai.chat_completion",
+    CHAT_COMPLETION_TAG,
     match=lambda value: type(value) is ChatCompletion,
     dump=lambda value: value.model_dump(mode="json"),
     load=lambda data: _restored(ChatCompletion.model_validate(data)),
@@ -97,14 +100,14 @@ def wrap_openai(client: ClientT, **options: Any) -> ClientT:
     shadow_method(
         clone.chat.completions,
         api=("openai", "chat.completions.create"),
-        adapter=StreamAdapter(is_async, ChatCompletion, CHAT_STREAM),
+        adapter=StreamAdapter(is_async, ChatCompletion, CHAT_COMPLETION_TAG, CHAT_STREAM),
         options=options,
         **common,
     )
     shadow_method(
         clone.responses,
         api=("openai", "responses.create"),
-        adapter=StreamAdapter(is_async, Response, RESPONSE_STREAM),
+        adapter=StreamAdapter(is_async, Response, RESPONSE_TAG, RESPONSE_STREAM),
         options=options,
         steps=(server_state,),
         **common,

@@ -72,8 +72,11 @@ def _stream_usage(events: Sequence[Any]) -> dict[str, int] | None:
     return _usage(getattr(last, "response", None)) if _complete(events) else None
 
 
+RESPONSE_TAG = "openai.response"
+"""The codec's type tag of a stored `Response`."""
+
 register_type(
-    "openai.response",
+    RESPONSE_TAG,
     match=lambda value: type(value) is Response,
     dump=_dump,
     load=lambda data: _restored(_build(Response, data)),

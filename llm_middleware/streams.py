@@ -198,10 +198,11 @@ class StreamAdapter:
     """The `ResultAdapter` of an API that answers either one object (``final``, stored
     at once) or, for ``stream=True`` requests, a stream of ``kind``."""
 
-    def __init__(self, is_async: bool, final: type | tuple[type, ...], kind: StreamKind) -> None:
+    def __init__(self, is_async: bool, final: type, final_tag: str, kind: StreamKind) -> None:
         self.is_async = is_async
         self.final = final
         self.kind = kind
+        self.accepts: frozenset[str] | None = frozenset({final_tag, kind.tag})
 
     def shareable(self, ctx: CallContext) -> bool:
         return not ctx.arguments["request"].get("stream")

@@ -317,3 +317,30 @@ def test_streams_are_never_served_stale(openai_server: FakeOpenAIServer) -> None
     clock.advance(301)
     list(cached.chat.completions.create(**ask("Summarize Paxos"), stream=True))
     assert openai_server.calls == 2
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_an_entry_of_another_type_under_its_key_is_a_miss(
+    openai_server: FakeOpenAIServer, cache: MultiLevelCache, stream: bool
+) -> None:
+    """A well-formed entry of another type (a text answer, written into a shared tier by
+    someone who knows the key) is never handed to a caller that expects a completion or
+    a stream: it is a miss (``wrong_type``), and the caller gets the model's answer."""
+    client, _ = clients(openai_server)
+    cached = wrap_openai(client, cache=cache)
+    request = ask("Explain the CAP theorem", stream=stream)
+    with capture_logs() as events:
+        reply = cached.chat.completions.create(**request)
+        if stream:
+            list(reply)
+    key = events[-1]["key"]
+    cache.set(key, "planted text", ttl=3600)
+    with capture_logs() as events:
+        reply = cached.chat.completions.create(**request)
+        if stream:
+            text = "".join(chunk.choices[0].delta.content or "" for chunk in reply)
+        else:
+            text = reply.choices[0].message.content
+    assert text == "answer #2 to: Explain the CAP theorem"
+    reasons = [e["reason"] for e in events if e["event"] == "cache.error"]
+    assert reasons and set(reasons) == {"wrong_type"}  # once per tier it was planted in
