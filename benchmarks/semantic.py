@@ -1,7 +1,7 @@
 """Semantic matching: what each setting serves, and what the lookup costs.
 
     python -m benchmarks.semantic --pairs PAIRS.json [--embedder NAME] [--max-wrong 0.01]
-        [--calibrate CAL.json] [--json OUT.json] [--limit N] [--cache-dir DIR]
+        [--calibrate CAL.json] [--json OUT.json] [--limit N] [--cache-dir DIR] [--verified]
 
 Quality follows the protocol of ``llm_middleware.semantic.calibration``: chunks of
 4,000 pairs, every distinct ``text_a`` stored, every ``text_b`` asked, answers by
@@ -12,6 +12,9 @@ thresholds of the shipped table (or of ``--calibrate FILE``; never of the
 document them. Latency: embedding one query alone, then embedding plus search at
 1k, 10k and 100k stored entries (synthetic vectors), and what semantic matching
 adds to a miss of a decorated function.
+
+``--verified``: verified matching on streams where entries can learn, beside the
+static rows on the same streams (see ``benchmarks.semantic_verified``); no latency.
 """
 
 from __future__ import annotations
@@ -208,6 +211,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--cache-dir", help="keep the texts' vectors here between runs")
     parser.add_argument("--sizes", default="1000,10000,100000", help="index sizes timed")
     parser.add_argument("--latency-queries", type=int, default=200)
+    parser.add_argument(
+        "--verified", action="store_true", help="verified matching on query streams"
+    )
     args = parser.parse_args(argv)
 
     embedder = embedder_by_name(args.embedder)
@@ -223,6 +229,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser.error(f"no shipped table for {embedder.name}: pass --calibrate FILE")
         table = shipped
     print(f"embedder {embedder.name}; {len(pairs)} pairs; table from {table.source}")
+    if args.verified:
+        from . import semantic_verified
+
+        verified_rows = semantic_verified.rows(pairs, vectors, table)
+        semantic_verified.report(verified_rows)
+        if args.json:
+            out = {"embedder": embedder.name, "pairs": len(pairs), "mode": "verified",
+                   "stream": semantic_verified.STREAM, "rows": verified_rows,
+                   "table": table.as_json()}  # fmt: skip
+            Path(args.json).write_text(json.dumps(out, indent=2) + "\n", encoding="utf-8")
+        return 0
     seen = observe(pairs, vectors)
     rows = quality(seen, table, args.max_wrong)
     header = f"{'setting':<24}{'threshold':>10}{'served':>8}{'wrong':>7}{'q95':>6}"

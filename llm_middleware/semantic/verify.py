@@ -39,7 +39,7 @@ __all__ = [
 ]  # fmt: skip
 
 SERVE, VERIFY, MISS = "serve", "verify", "miss"
-TOLERANCE = 0.002  # similarities this close count as the same (float16 vectors in shared tiers)
+TOLERANCE = 0.0005  # similarities this close count as the same (float16 vectors when shared)
 BANDS = 50  # the prior's similarity bands over [0, 1]
 
 
@@ -118,8 +118,9 @@ class Verifier:
     - ``max_wrong``: the bound on the fraction of served candidates that are wrong.
     - ``explore``: the fraction of servable candidates verified anyway.
     - ``verify_above``: verify a candidate the entry has no opinion on when the
-      prior's estimate of it being right is at least this (default 0.5: a
-      verification is then expected to pay for itself by the next repeat).
+      prior's estimate of it being right is at least this (default 0.4: a right
+      match asked two or three more times then pays for its verification).
+    - ``warmup``: verify that many candidates of a similarity band before judging it.
     - ``confidence``: of the upper bounds (default 0.99).
     - ``max_observations``: kept per entry (the newest).
     """
@@ -129,7 +130,7 @@ class Verifier:
         max_wrong: float,
         *,
         explore: float = 0.02,
-        verify_above: float = 0.5,
+        verify_above: float = 0.4,
         confidence: float = 0.99,
         max_observations: int = 16,
         warmup: int = 10,
@@ -166,9 +167,8 @@ class Verifier:
             explore = self.rng.random() < self.explore
         if within(wrong, seen, self.max_wrong, self.confidence):
             return Decision(VERIFY if explore else SERVE, bucket, seen, wrong, explore)
-        if bucket in ("at", "above") or seen < self.warmup:
-            # the bucket has not shown its bound yet, or too little is known of the band
-            return Decision(VERIFY, bucket, seen, wrong)
+        if seen < self.warmup:
+            return Decision(VERIFY, bucket, seen, wrong)  # too little known of the bucket
         right = (seen - wrong) / seen
         return Decision(VERIFY if right >= self.verify_above else MISS, bucket, seen, wrong)
 
