@@ -208,7 +208,8 @@ def cached_call(
     probe: Probe | None = None
     if options.semantic is not None:  # the fuzzy levels, when opted in
         probe = yield from options.semantic.find(ctx, cache, codec, search=ctx.read)
-        found = None if probe is None or probe.match.shadow else probe.candidate
+        held = probe is None or probe.match.shadow or probe.verify is not None
+        found = None if held or probe is None else probe.candidate
         if found is not None:
             yield from options.semantic.serve(ctx, cache, codec, found)
             fuzzy = Hit(found.hit.envelope, found.level, False)
@@ -245,8 +246,9 @@ def cached_call(
         value = yield from _finish(ctx, cache, codec, outcome, options, probe)
     finally:
         upstream.release()
-    shadow = {} if probe is None else _shadow(trace, probe, value)
-    _result(trace, "miss", None, ctx, started, 0.0, 0, value=value, **shadow)
+    judged = {} if probe is None else probe.verdict
+    outcome_name = "verify" if "verify_match" in judged else "miss"
+    _result(trace, outcome_name, None, ctx, started, 0.0, 0, value=value, **judged)
     return value
 
 
@@ -264,6 +266,8 @@ def _finish(
     value, store_now = outcome.value, outcome.hit is None
     if store_now and options.adapter is not None:
         value, store_now = options.adapter.on_miss(value, Commit(ctx, cache, codec))
+    if probe is not None and outcome.hit is None:  # judged before the entry is shared
+        probe.verdict = _judged(ctx.trace, probe, value)
     if store_now:
         yield from store_value(ctx, cache, codec, value, outcome.ms, options.stale_ttl)
         if probe is not None and options.semantic is not None:  # index it for fuzzy matches
@@ -271,6 +275,24 @@ def _finish(
     if outcome.lock is not None:
         yield from cache.unlock(outcome.lock, ctx.trace)
     return value
+
+
+def _judged(trace: Trace, probe: Probe, value: Any) -> dict[str, Any]:
+    """What a match found but not served says about the fresh answer: shadow mode,
+    or verified matching (which learns from it)."""
+    if probe.verify is None:
+        return _shadow(trace, probe, value)
+    from .semantic.judge import judge_verified
+
+    found = probe.candidate
+    correct = judge_verified(probe, value)
+    if found is None or correct is None:
+        return {}
+    trace.stats.verify(correct)
+    return {
+        "verify_match": found.key, "verify_correct": correct,
+        "similarity": round(found.similarity, 4), "verify_bucket": probe.verify.bucket,
+    }  # fmt: skip
 
 
 def _shadow(trace: Trace, probe: Probe, value: Any) -> dict[str, Any]:

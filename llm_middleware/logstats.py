@@ -63,6 +63,9 @@ class LogSummary:
     """Calls over time, when asked for (``summarize(..., timeline=True)``)."""
     shadow: Counter[str] = field(default_factory=Counter)
     """Shadow-mode semantic matches: ``matches`` and how many were ``correct``."""
+    verify: Counter[str] = field(default_factory=Counter)
+    """Verified semantic matching: ``calls`` made to judge a match, and how many
+    found it ``correct`` (counted among the misses)."""
 
     def add_line(self, line: str | bytes) -> None:
         self.lines += 1
@@ -100,6 +103,9 @@ class LogSummary:
             self.timeline.add(event.get("timestamp"), outcome, saved_ms, saved_tokens)
         if outcome == "bypass":
             return
+        if outcome == "verify":
+            self.verify["calls"] += 1
+            self.verify["correct"] += event.get("verify_correct") is True
         if "shadow_match" in event:
             self.shadow["matches"] += 1
             self.shadow["correct"] += event.get("shadow_correct") is True
@@ -112,7 +118,8 @@ class LogSummary:
         self.by_function[function].add(hit)
 
     def as_dict(self) -> dict[str, Any]:
-        hits, misses = self.outcomes["hit"], self.outcomes["miss"]
+        hits = self.outcomes["hit"]
+        misses = self.outcomes["miss"] + self.outcomes["verify"]
         return {
             "lines": self.lines,
             "skipped_lines": self.skipped,
@@ -132,6 +139,7 @@ class LogSummary:
                 k: round(v, 3) for k, v in sorted(self.saved_ms_by_function.items())
             },
             "shadow": self._shadow(hits + misses),
+            "verify": {"calls": self.verify["calls"], "correct": self.verify["correct"]},
         }
 
     def _shadow(self, lookups: int) -> dict[str, Any]:
@@ -163,6 +171,12 @@ class LogSummary:
                     f"  {name:<40} {row['hits']:>7}/{row['calls']:<7} {row['hit_rate']:.1%}"
                     for name, row in rows.items()
                 ]
+        verify = data["verify"]
+        if verify["calls"]:
+            out.append(
+                f"semantic verification calls: {verify['calls']} "
+                f"({verify['correct']} found the match right)"
+            )
         shadow = data["shadow"]
         if shadow["matches"]:
             out.append(

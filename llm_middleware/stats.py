@@ -26,6 +26,10 @@ class StatsSnapshot(TypedDict):
     shadow: dict[str, int]
     """Shadow-mode semantic matching: ``matches`` found (not served) and how many of
     them were ``correct`` (the fresh answer agreed)."""
+    verify: dict[str, int]
+    """Verified semantic matching: ``calls`` to the function made to judge a
+    candidate match (counted among the misses too) and how many found it
+    ``correct``."""
 
 
 class Calls(NamedTuple):
@@ -63,6 +67,7 @@ class CacheStats:
         "_promotions",
         "_shadow",
         "_stores",
+        "_verify",
         "function",
         "queued",
     )
@@ -83,6 +88,7 @@ class CacheStats:
             self._bypasses: Counter[str] = Counter()
             self._errors: Counter[str] = Counter()
             self._shadow: Counter[str] = Counter()
+            self._verify: Counter[str] = Counter()
             self._misses = self._bypassed_calls = self._stores = self._promotions = 0
             self._by_label: dict[tuple[str, str | None, str | None], list[float]] = {}
 
@@ -153,6 +159,12 @@ class CacheStats:
             self._shadow["matches"] += 1
             self._shadow["correct"] += correct
 
+    def verify(self, correct: bool) -> None:
+        """Count a call made to verify a semantic match, and whether it was right."""
+        with self._lock:
+            self._verify["calls"] += 1
+            self._verify["correct"] += correct
+
     def promotion(self) -> None:
         with self._lock:
             self._promotions += 1
@@ -181,6 +193,7 @@ class CacheStats:
                 saved_ms=round(saved_ms, 3),
                 saved_tokens=saved_tokens,
                 shadow={"matches": self._shadow["matches"], "correct": self._shadow["correct"]},
+                verify={"calls": self._verify["calls"], "correct": self._verify["correct"]},
             )
 
     def calls(self) -> dict[tuple[str, str | None, str | None], Calls]:
@@ -244,3 +257,7 @@ class Recorders:
     def shadow(self, correct: bool) -> None:
         for target in self.targets:
             target.shadow(correct)
+
+    def verify(self, correct: bool) -> None:
+        for target in self.targets:
+            target.verify(correct)

@@ -105,7 +105,7 @@ class Timeline:
             bucket.hits += 1
             bucket.saved_ms += saved_ms
             bucket.saved_tokens += saved_tokens
-        elif outcome == "miss":
+        elif outcome in ("miss", "verify"):
             bucket.misses += 1
         else:
             bucket.bypasses += 1

@@ -222,6 +222,8 @@ class Counters(Protocol):
 
     def shadow(self, correct: bool) -> None: ...
 
+    def verify(self, correct: bool) -> None: ...
+
 
 class _Uncounted:
     """Counters that count nothing: a trace made without any."""
@@ -247,6 +249,9 @@ class _Uncounted:
         pass
 
     def shadow(self, correct: bool) -> None:
+        pass
+
+    def verify(self, correct: bool) -> None:
         pass
 
 

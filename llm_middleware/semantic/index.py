@@ -13,7 +13,7 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, NamedTuple
 
 from cachetools import LRUCache
@@ -24,12 +24,15 @@ __all__ = ["Entry", "Match", "Partition", "SemanticIndex"]
 @dataclass(frozen=True)
 class Entry:
     """One stored prompt: the exact key of its answer, its normal form, its vector
-    (unit float32 row) and when its answer expires (the cache's clock)."""
+    (unit float32 row), when its answer expires (the cache's clock), and what
+    verified matching observed of candidates matched to it (``(similarity,
+    correct)`` pairs, the newest last)."""
 
     key: str
     normal: str
     vector: Any
     expires: float
+    observations: tuple[tuple[float, bool], ...] = ()
 
 
 class Match(NamedTuple):
@@ -152,6 +155,12 @@ class Partition:
                 return Match(entry.key, min(float(sim), 1.0), entry.expires)
         return None
 
+    def observe(self, key: str, observations: tuple[tuple[float, bool], ...]) -> None:
+        """Replace the observations of entry ``key`` (if it is still here)."""
+        entry = self.entries.get(key)
+        if entry is not None:  # assigning an existing key keeps the entry's age
+            self.entries[key] = replace(entry, observations=observations)
+
     def expire(self, now: float) -> None:
         for key in [k for k, e in self.entries.items() if e.expires <= now]:
             self.remove(key)
@@ -194,7 +203,11 @@ class SemanticIndex:
             for entry in entries:
                 known = part.entries.get(entry.key)
                 if entry.expires > now and (known is None or known.expires < entry.expires):
+                    if known is not None and not entry.observations and known.observations:
+                        entry = replace(entry, observations=known.observations)
                     part.add(entry)
+                elif known is not None and len(entry.observations) > len(known.observations):
+                    part.observe(entry.key, entry.observations)  # another process learnt more
 
     def seen(self, name: str, data: bytes) -> bool:
         """Whether ``data`` are the shared bytes last seen for the partition (they
@@ -217,6 +230,18 @@ class SemanticIndex:
         part = self.partition(name)
         with self._lock:
             return part.nearest(vector, now)
+
+    def observations(self, name: str, key: str) -> tuple[tuple[float, bool], ...]:
+        """What verified matching observed of candidates matched to entry ``key``."""
+        part = self.partition(name)
+        with self._lock:
+            entry = part.entries.get(key)
+            return () if entry is None else entry.observations
+
+    def observe(self, name: str, key: str, observations: tuple[tuple[float, bool], ...]) -> None:
+        part = self.partition(name)
+        with self._lock:
+            part.observe(key, observations)
 
     def entries(self, name: str, now: float) -> list[Entry]:
         """The partition's unexpired entries, oldest first (expired ones dropped)."""

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from .._io import Flow, Op, Tier, TierOp
@@ -25,6 +25,7 @@ from .index import Entry
 from .match import SemanticMatch
 from .normal import normal_form
 from .shared import BlobError, decode_partition, encode_partition
+from .verify import SERVE, VERIFY, Decision, observed
 
 __all__ = ["Candidate", "Probe", "SemanticHook", "context_key", "same_answer"]
 
@@ -111,6 +112,8 @@ class Probe:
     normal: str
     vector: Any = None
     candidate: Candidate | None = None
+    verify: Decision | None = None  # verified matching: the candidate is to be judged
+    verdict: dict[str, Any] = field(default_factory=dict)  # what judging it found
 
 
 def _text_of(value: Any) -> str | None:
@@ -210,17 +213,28 @@ class SemanticHook:
         accepted = found is not None and (
             level == "normalized" or found.similarity >= match.threshold
         )
+        verifier = match.verifier
+        if verifier is not None and level == "semantic" and found is not None:
+            seen = match.index.observations(partition, found.key)
+            decision = verifier.decide(observed(seen), found.similarity)
+            accepted = decision.action == SERVE
+            if decision.action == VERIFY:
+                probe.verify = decision
         if trace.wants(logging.DEBUG):
             detail: dict[str, Any] = {}
             if found is not None:
                 detail["similarity"] = round(found.similarity, 4)
             if accepted and found is not None:
                 detail["matched"] = found.key
+            if probe.verify is not None:
+                detail["verify"] = probe.verify.bucket
             trace.debug("cache.lookup", tier=level, hit=accepted, **detail)
-        if found is not None and accepted and found.key != ctx.key:
+        if found is not None and (accepted or probe.verify) and found.key != ctx.key:
             hit = yield from cache.lookup(found.key, codec, trace)
             if hit is not None:
                 probe.candidate = Candidate(level, found.key, found.similarity, hit)
+        if probe.candidate is None:
+            probe.verify = None  # nothing stored to judge against
         return probe
 
     def serve(

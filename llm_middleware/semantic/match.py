@@ -12,6 +12,7 @@ from ..policy import CachePolicy
 from .calibration import NEVER, CalibrationTable
 from .embedder import Embedder
 from .index import SemanticIndex
+from .verify import Verifier
 
 __all__ = ["SemanticMatch"]
 
@@ -39,6 +40,14 @@ class SemanticMatch:
       answer; ``cache.result`` and ``stats()`` then say whether the match would
       have been right (by ``judge``: default equal answers, or equal normal forms
       of their text).
+    - ``verify``: learn online, per stored entry, when a candidate may be served
+      within ``max_wrong`` (instead of the calibrated threshold): ``True`` or
+      ``"normalized"`` (answers equal, or their texts equal in normal form),
+      ``"exact"`` (equal answers), or a ``Callable[[str, str], bool]`` judging
+      the stored answer's text against the fresh one. A candidate the entry's
+      evidence cannot yet vouch for is answered by the LLM and judged: a
+      ``verify`` outcome, counted apart in ``stats()`` and ``cache.result``.
+      ``explore``: the fraction of servable candidates verified anyway.
     - ``max_partitions``, ``max_entries``: bounds of the in-process index (LRU
       partitions, oldest entries first out); ``shared_entries``: how many of a
       partition's newest entries are shared through the cache's tiers (0: none).
@@ -53,6 +62,8 @@ class SemanticMatch:
         policies: Iterable[CachePolicy] = (CachePolicy.LONG,),
         shadow: bool = False,
         judge: Judge | None = None,
+        verify: bool | str | Callable[[str, str], bool] | None = None,
+        explore: float = 0.02,
         max_partitions: int = 1024,
         max_entries: int = 10_000,
         shared_entries: int = 1000,
@@ -74,6 +85,9 @@ class SemanticMatch:
             raise ConfigurationError(
                 f"judge= takes a callable (stored, fresh) -> bool, not {judge!r}"
             )
+        verify_judge = _verify_judge(verify)
+        if verify_judge is not None and shadow:
+            raise ConfigurationError("shadow=True and verify= exclude each other")
         if embedder is None:
             from .minilm import MiniLMEmbedder
 
@@ -103,6 +117,8 @@ class SemanticMatch:
         self.shadow = bool(shadow)
         self.judge = judge
         self.shared_entries = shared_entries
+        self.verify_judge = verify_judge
+        self.verifier = None if verify_judge is None else Verifier(self.max_wrong, explore=explore)
         self.index = SemanticIndex(
             embedder.dimension,
             max_partitions=max_partitions,
@@ -112,13 +128,30 @@ class SemanticMatch:
 
     @property
     def serves_semantic(self) -> bool:
-        """False when the calibration found no threshold for ``max_wrong`` (only the
-        normalized level then serves)."""
-        return self.threshold < NEVER
+        """False when the calibration found no threshold for ``max_wrong`` and no
+        verification learns one (only the normalized level then serves)."""
+        return self.threshold < NEVER or self.verifier is not None
 
     def __repr__(self) -> str:
         policies = ",".join(sorted(p.name for p in self.policies))
         return (
             f"SemanticMatch(max_wrong={self.max_wrong}, embedder={self.embedder.name!r}, "
-            f"threshold={self.threshold:.4f}, policies={policies}, shadow={self.shadow})"
+            f"threshold={self.threshold:.4f}, policies={policies}, shadow={self.shadow}, "
+            f"verify={self.verifier is not None})"
         )
+
+
+def _verify_judge(verify: object) -> Callable[[str, str], bool] | str | None:
+    """``verify=`` as a judge: ``"exact"``, ``"normalized"``, a callable, or ``None``."""
+    if verify is None or verify is False:
+        return None
+    if verify is True:
+        return "normalized"
+    if verify in ("exact", "normalized"):
+        return str(verify)
+    if callable(verify):
+        return verify
+    raise ConfigurationError(
+        f"verify= takes True, 'exact', 'normalized' or a callable (stored, fresh) -> bool, "
+        f"not {verify!r}"
+    )

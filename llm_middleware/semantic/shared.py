@@ -1,6 +1,7 @@
 """A partition as bytes, so that other processes (and machines) find its entries.
 
-The partition's entries -- exact keys, normal forms, expiry times -- travel as a
+The partition's entries -- exact keys, normal forms, expiry times, and what
+verified matching observed of them -- travel as a
 JSON header, their vectors as float16 rows after it. Never pickle; every field
 read back is checked, and anything malformed is refused as a whole. The blob is
 bounded: the newest ``limit`` entries, and no more bytes than the tier holds
@@ -22,6 +23,7 @@ __all__ = ["BlobError", "decode_partition", "encode_partition"]
 MAGIC = b"LMSEM1\n"
 _LENGTH = struct.Struct(">I")
 _MAX_KEY = 250
+_MAX_OBSERVED = 64
 
 
 class BlobError(ValueError):
@@ -44,7 +46,7 @@ def encode_partition(
         header = {
             "embedder": embedder,
             "dimension": dimension,
-            "entries": [[e.key, e.normal, e.expires] for e in chosen],
+            "entries": [_item(e) for e in chosen],
         }
         head = json.dumps(header, ensure_ascii=False, separators=(",", ":")).encode()
         rows = np.zeros((len(chosen), dimension), dtype="<f2")
@@ -55,6 +57,33 @@ def encode_partition(
             return blob
         keep = max(0, int(len(chosen) * max_bytes / len(blob)) - 1)
         chosen = chosen[len(chosen) - keep :] if keep else []
+
+
+def _item(entry: Entry) -> list[Any]:
+    item: list[Any] = [entry.key, entry.normal, entry.expires]
+    if entry.observations:  # what verified matching learnt about the entry
+        item.append([[round(s, 6), int(ok)] for s, ok in entry.observations[-_MAX_OBSERVED:]])
+    return item
+
+
+def _observations(value: Any) -> tuple[tuple[float, bool], ...] | None:
+    """Checked observations of a shared entry; ``None`` when malformed."""
+    if not isinstance(value, list) or len(value) > _MAX_OBSERVED:
+        return None
+    out = []
+    for pair in value:
+        if not (
+            isinstance(pair, list)
+            and len(pair) == 2
+            and type(pair[0]) in (int, float)
+            and math.isfinite(pair[0])
+            and -1.0 <= pair[0] <= 1.0
+            and pair[1] in (0, 1)
+            and type(pair[1]) is int
+        ):
+            return None
+        out.append((float(pair[0]), bool(pair[1])))
+    return tuple(out)
 
 
 def decode_partition(data: bytes, embedder: str, dimension: int) -> list[Entry]:
@@ -82,7 +111,10 @@ def decode_partition(data: bytes, embedder: str, dimension: int) -> list[Entry]:
     rows = np.frombuffer(body, dtype="<f2").reshape(len(items), dimension).astype(np.float32)
     entries = []
     for i, item in enumerate(items):
-        if not (
+        observed: tuple[tuple[float, bool], ...] | None = ()
+        if isinstance(item, list) and len(item) == 4:
+            observed = _observations(item.pop())
+        if observed is None or not (
             isinstance(item, list)
             and len(item) == 3
             and isinstance(item[0], str)
@@ -95,5 +127,5 @@ def decode_partition(data: bytes, embedder: str, dimension: int) -> list[Entry]:
             raise BlobError(f"entry {i} is malformed")
         if not np.isfinite(rows[i]).all():
             raise BlobError(f"entry {i} has a non-finite vector")
-        entries.append(Entry(item[0], item[1], rows[i], float(item[2])))
+        entries.append(Entry(item[0], item[1], rows[i], float(item[2]), observed))
     return entries

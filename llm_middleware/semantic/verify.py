@@ -35,8 +35,16 @@ from typing import NamedTuple
 from ..errors import ConfigurationError
 
 __all__ = [
-    "MISS", "SERVE", "VERIFY", "Decision", "Observation", "Verifier", "upper_bound", "within",
-]  # fmt: skip
+    "MISS",
+    "SERVE",
+    "VERIFY",
+    "Decision",
+    "Observation",
+    "Verifier",
+    "observed",
+    "upper_bound",
+    "within",
+]
 
 SERVE, VERIFY, MISS = "serve", "verify", "miss"
 TOLERANCE = 0.0005  # similarities this close count as the same (float16 vectors when shared)
@@ -71,6 +79,11 @@ def within(wrong: int, seen: int, rate: float, confidence: float) -> bool:
     ``seen`` is within ``rate``: seeing so few errors would be unlikely (below
     ``1 - confidence``) were the true rate ``rate``."""
     return seen > 0 and wrong < seen * rate and _cdf(wrong, seen, rate) <= 1.0 - confidence
+
+
+def observed(pairs: Sequence[tuple[float, bool]]) -> tuple[Observation, ...]:
+    """Observations from plain ``(similarity, correct)`` pairs (as an entry keeps them)."""
+    return tuple(Observation(float(s), bool(ok)) for s, ok in pairs)
 
 
 def upper_bound(wrong: int, seen: int, confidence: float) -> float:
