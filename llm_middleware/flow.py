@@ -221,6 +221,7 @@ def cached_call(
         ctx.key if shared else None,
         flights,
         lambda outcome: _finish(ctx, cache, codec, outcome, options, probe),
+        started,
     )
     outcome, leader = yield upstream
     try:

@@ -5,6 +5,9 @@ runs wait and receive its value or its exception. The leader keeps its flight
 open until it has stored the value (`release`), so a caller arriving between the
 end of the call and the store still joins it instead of calling again. A failed
 call closes its flight at once: nothing was stored, the next caller retries.
+A thread that began before a flight closed but reaches the table after it (its
+look-up missed just before the leader stored) takes that flight's value too: for
+`RECENT_S` seconds a closed flight's value is kept for callers that began earlier.
 Different keys never wait on each other. In asyncio the shared call runs as its
 own task, so a waiter that is cancelled -- the leader included -- does not cancel
 it for the rest; a cancelled leader hands the finished value to ``orphaned`` (which
@@ -15,7 +18,9 @@ itself reaches every waiter as that very exception.
 from __future__ import annotations
 
 import asyncio
+import math
 import threading
+import time
 import typing
 from collections.abc import Awaitable, Callable
 from typing import Any, Generic, TypeVar
@@ -34,18 +39,31 @@ class _Flight:
         self.error: BaseException | None = None
 
 
+RECENT_S = 2.0
+"""How long a closed flight's value still answers callers that began before it closed."""
+_RECENT_MAX = 64
+
+
 class Flights:
     """Thread-based single-flight table."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._flights: dict[str, _Flight] = {}
+        self._closed: dict[str, tuple[float, Any]] = {}  # key -> (closed at, value)
 
-    def run(self, key: str, call: Callable[[], T]) -> tuple[T, object | None]:
+    def run(
+        self, key: str, call: Callable[[], T], since: float = math.inf
+    ) -> tuple[T, object | None]:
         """``(value, flight)``: ``flight`` is set for the one caller that ran ``call``
-        (the leader), who must `release` it once the value is stored."""
+        (the leader), who must `release` it once the value is stored. ``since``: when
+        the caller began (``time.perf_counter()``); a flight closed after that answers
+        it as if it had joined in time."""
         with self._lock:
             flight = self._flights.get(key)
+            closed = self._closed.get(key) if flight is None else None
+            if closed is not None and closed[0] > since:
+                return closed[1], None
             if flight is None:
                 flight = self._flights[key] = _Flight()
                 leader = True
@@ -67,10 +85,20 @@ class Flights:
         return flight.value, flight
 
     def release(self, key: str, flight: object) -> None:
-        """Close the leader's flight (only if it is still the current one for ``key``)."""
+        """Close the leader's flight (only if it is still the current one for ``key``);
+        a value it stored answers callers that began before now, for `RECENT_S`."""
         with self._lock:
             if self._flights.get(key) is flight:
                 del self._flights[key]
+                now = time.perf_counter()
+                self._closed = (
+                    {k: v for k, v in self._closed.items() if now - v[0] < RECENT_S}
+                    if len(self._closed) >= _RECENT_MAX
+                    else self._closed
+                )
+                assert isinstance(flight, _Flight)
+                if flight.error is None and len(self._closed) < _RECENT_MAX:
+                    self._closed[key] = (now, flight.value)
 
 
 _Result = tuple[Any, asyncio.CancelledError | None]

@@ -134,7 +134,7 @@ class Upstream(Op):
     process; the result is ``(outcome, leader)``. The leader must `release` once the
     value is stored, so late arrivals join the finished call."""
 
-    __slots__ = ("flight", "flights", "key", "leader", "orphan")
+    __slots__ = ("flight", "flights", "key", "leader", "orphan", "since")
 
     def __init__(
         self,
@@ -142,7 +142,9 @@ class Upstream(Op):
         key: str | None,
         flights: Flights | AsyncFlights[Any],
         orphan: Callable[[Outcome], Flow[Any]] | None = None,
+        since: float = math.inf,
     ) -> None:
+        self.since = since  # when the call began: a flight closed after it still answers
         self.leader = leader
         self.key = key
         self.flights = flights
@@ -153,7 +155,9 @@ class Upstream(Op):
         if self.key is None:
             return run_sync(self.leader()), True
         assert isinstance(self.flights, Flights)
-        outcome, self.flight = self.flights.run(self.key, lambda: run_sync(self.leader()))
+        outcome, self.flight = self.flights.run(
+            self.key, lambda: run_sync(self.leader()), self.since
+        )
         return outcome, self.flight is not None
 
     async def arun(self) -> tuple[Outcome, bool]:

@@ -10,6 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from llm_middleware import MultiLevelCache, cache_by_intent
+from llm_middleware.singleflight import Flights
 
 
 def test_threads_share_one_call(cache: MultiLevelCache) -> None:
@@ -148,3 +149,17 @@ def test_a_cancelled_leader_still_serves_late_callers(cache: MultiLevelCache) ->
 
     assert asyncio.run(main()) == "shared"
     assert calls == 1
+
+
+def test_a_caller_that_began_before_a_flight_closed_takes_its_value() -> None:
+    """A thread whose look-up missed just before the leader stored, and that reaches the
+    single-flight table only after the leader closed its flight, takes that flight's value
+    instead of calling again; a caller that began after the close calls."""
+    flights = Flights()
+    began = time.perf_counter()
+    value, flight = flights.run("k", lambda: "first")
+    assert value == "first" and flight is not None
+    flights.release("k", flight)
+    assert flights.run("k", lambda: "second", began) == ("first", None)
+    fresh, fresh_flight = flights.run("k", lambda: "third", time.perf_counter())
+    assert fresh == "third" and fresh_flight is not None
