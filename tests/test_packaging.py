@@ -226,3 +226,19 @@ def test_the_testing_kit_names_its_extra(installed: Path, dist: Path, tmp_path: 
     )
     _pip_install(installed, f"llm-middleware[testing] @ {_one(dist, '*.whl').as_uri()}")
     _run(installed, tmp_path, "-c", "from llm_middleware.testing import BackendContract")
+
+
+def test_a_wheel_builds_straight_from_the_checkout(tmp_path: Path) -> None:
+    """``pip install .`` builds the wheel from the checkout, not from an sdist: the
+    checkout's link ``llm_middleware/backends`` must not put the backends in twice."""
+    build = [sys.executable, "-m", "build", "--wheel", "--no-isolation"]
+    subprocess.run(
+        [*build, "--outdir", str(tmp_path), str(ROOT)],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+    with zipfile.ZipFile(_one(tmp_path, "*.whl")) as wheel:
+        names = wheel.namelist()
+    backends = sorted(n for n in names if n.startswith("llm_middleware/backends/"))
+    assert len(backends) == len(set(backends)) and "llm_middleware/backends/memory.py" in backends
