@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import logging
 import random
-import shutil
 import struct
 import subprocess
 import sys
@@ -33,17 +32,8 @@ from llm_middleware import MultiLevelCache, cache_by_intent, cache_info
 from llm_middleware.logstats import summarize
 from llm_middleware.testing import FakeClock
 from llm_middleware.timeline import MAX_BUCKETS, parse_timestamp
+from tests.chromium_cdp import FLAGS, chromium_path
 
-CHROMIUM_FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 CHARTS = {"hit-rate", "tiers", "policies", "functions", "tokens"}
 PROMPTS = [
     "Explain the CAP theorem",  # reference: long
@@ -149,7 +139,7 @@ class _Marks(HTMLParser):
 
 
 def _chromium() -> str:
-    found = shutil.which("chromium") or shutil.which("chromium-browser")
+    found = chromium_path()
     if found is None:
         pytest.skip("Debian's chromium is not installed: apt-get install chromium")
     return found
@@ -157,7 +147,7 @@ def _chromium() -> str:
 
 def _browse(page: Path, profile: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [_chromium(), *CHROMIUM_FLAGS, f"--user-data-dir={profile}", *args, page.as_uri()],
+        [_chromium(), *FLAGS, f"--user-data-dir={profile}", *args, page.as_uri()],
         capture_output=True,
         text=True,
         timeout=120,
