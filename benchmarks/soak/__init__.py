@@ -133,7 +133,7 @@ def run_kind(kind: str, settings: Settings) -> dict[str, Any]:
         for thread in threads:
             thread.join(timeout=max(0.0, deadline - time.monotonic()) + 30.0)
             if thread.is_alive():
-                counts.failed += 1  # a hung caller
+                counts.bump("failed")  # a hung caller
                 counts.note(f"{thread.name} still running 30 s after the deadline")
     finally:
         stop.set()
@@ -156,7 +156,7 @@ def _addresses(servers: Any) -> list[str]:
 
 def _check(counts: Counts, settings: Settings, started: float) -> None:
     if time.monotonic() - started > settings.slow_after:
-        counts.slow += 1
+        counts.bump("slow")
 
 
 def _worker(workload: Workload, settings: Settings, index: int, deadline: float) -> None:
@@ -171,10 +171,10 @@ def _worker(workload: Workload, settings: Settings, index: int, deadline: float)
         try:
             workload.call_sync(rng, conversation)
         except Exception as exc:
-            counts.failed += 1
+            counts.bump("failed")
             counts.note(f"sync call raised {exc!r}")
             conversation[1:] = []
-        counts.calls += 1
+        counts.bump("calls")
         _check(counts, settings, started)
 
 
@@ -189,9 +189,9 @@ def _tasks(workload: Workload, settings: Settings, deadline: float) -> None:
             try:
                 await asyncio.wait_for(workload.call_async(rng), timeout=30.0)
             except Exception as exc:
-                counts.failed += 1
+                counts.bump("failed")
                 counts.note(f"async call raised {exc!r}")
-            counts.calls += 1
+            counts.bump("calls")
             _check(counts, settings, started)
 
     async def main() -> None:

@@ -115,7 +115,7 @@ class HostileWriter:
                 self.unsigned.set(key, answer, ttl=300)
         except Exception:
             return
-        self.counts.planted += 1
+        self.counts.bump("planted")
 
     def run(self, servers: list[str], stop: threading.Event, every: float = 0.05) -> None:
         """Plant under random live keys every ``every`` seconds until ``stop`` is set."""

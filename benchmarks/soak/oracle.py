@@ -51,6 +51,13 @@ class Counts:
     slow: int = 0
     recoveries: list[float] = field(default_factory=list)
     examples: list[str] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def bump(self, name: str) -> None:
+        """Count one more ``name``: workers of several threads count at once, and a
+        plain ``+= 1`` on an attribute may lose one (a lost failure would hide it)."""
+        with self._lock:
+            setattr(self, name, getattr(self, name) + 1)
 
     def note(self, what: str) -> None:
         """Keep the first few problems, for the report."""
@@ -88,18 +95,13 @@ class Oracle:
         content of digest ``expected``; count it."""
         counts = self.counts
         if isinstance(answer, str) and answer.startswith(PLANTED):
-            with self._lock:
-                counts.planted_served += 1
+            counts.bump("planted_served")
             counts.note(f"planted answer served to {fn} in {tenant}")
             return
         verdict = self._verdict(fn, tenant, expected, answer)
         if verdict is None:
             return
-        with self._lock:
-            if verdict == "cross":
-                counts.cross_namespace += 1
-            else:
-                counts.wrong += 1
+        counts.bump("cross_namespace" if verdict == "cross" else "wrong")
         counts.note(f"{verdict}: {fn} in {tenant} for {expected} got {str(answer)[:120]!r}")
 
     def _verdict(self, fn: str, tenant: str, expected: str, answer: object) -> str | None:

@@ -177,7 +177,7 @@ class _OpenAICalls:
 
     def _judge(self, prompt: str, text: str) -> None:
         if not (text.startswith("answer #") and text.endswith(f" to: {prompt}")):
-            self.counts.wrong += 1
+            self.counts.bump("wrong")
             self.counts.note(f"openai stream for {prompt!r} gave {text[:120]!r}")
 
     def call(self, rng: random.Random) -> None:
