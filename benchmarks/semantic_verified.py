@@ -29,7 +29,13 @@ from typing import Any
 
 import numpy as np
 
-from llm_middleware.semantic.calibration import CHUNK, CalibrationTable, Pair, answer_ids
+from llm_middleware.semantic.calibration import (
+    CHUNK,
+    CalibrationTable,
+    Pair,
+    answer_ids,
+    stored_chunk,
+)
 from llm_middleware.semantic.normal import normal_form
 from llm_middleware.semantic.verify import SERVE, VERIFY, Observation, Verifier
 
@@ -85,12 +91,7 @@ def streams(
     out = []
     for number, start in enumerate(range(0, len(pairs), CHUNK)):
         part = pairs[start : start + CHUNK]
-        stored = list(dict.fromkeys(p.text_a for p in part))
-        exact = set(stored)
-        normal: dict[str, str] = {}
-        for text in stored:
-            normal.setdefault(normal_form(text), text)
-        stored_ids = {ids[t] for t in stored}
+        stored, exact, normal, stored_ids = stored_chunk(part, ids)
         asked = [p.text_b for p in part]
         rng = random.Random(seed * 1_000_003 + number)
         stream = [asked[rng.randrange(len(asked))] for _ in range(STREAM)]

@@ -21,7 +21,7 @@ import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from ..errors import ConfigurationError
 from .normal import normal_form
@@ -144,6 +144,26 @@ class Row:
 Vectorize = Callable[[Sequence[str]], Any]
 
 
+class StoredChunk(NamedTuple):
+    """The stored side of one chunk of the protocol: its distinct ``text_a`` in order,
+    the same as a set (the exact level), by normal form (the normalized level), and
+    the answer ids they carry."""
+
+    texts: list[str]
+    exact: set[str]
+    normal: dict[str, str]
+    ids: set[int]
+
+
+def stored_chunk(part: Sequence[Pair], ids: dict[str, int]) -> StoredChunk:
+    """What one chunk of ``pairs`` stores: every distinct ``text_a``."""
+    texts = list(dict.fromkeys(p.text_a for p in part))
+    normal: dict[str, str] = {}
+    for text in texts:
+        normal.setdefault(normal_form(text), text)
+    return StoredChunk(texts, set(texts), normal, {ids[t] for t in texts})
+
+
 def observe(pairs: Sequence[Pair], vectors: Vectorize, *, chunk: int = CHUNK) -> Observations:
     """Run the protocol over ``pairs``; ``vectors(texts)`` embeds (unit rows)."""
     import numpy as np
@@ -152,12 +172,7 @@ def observe(pairs: Sequence[Pair], vectors: Vectorize, *, chunk: int = CHUNK) ->
     seen = Observations()
     for start in range(0, len(pairs), chunk):
         part = pairs[start : start + chunk]
-        stored = list(dict.fromkeys(p.text_a for p in part))
-        exact = set(stored)
-        normal: dict[str, str] = {}
-        for text in stored:
-            normal.setdefault(normal_form(text), text)
-        stored_ids = {ids[t] for t in stored}
+        stored, exact, normal, stored_ids = stored_chunk(part, ids)
         matrix = vectors(stored)
         queries = [p.text_b for p in part]
         sims = vectors(queries) @ matrix.T
