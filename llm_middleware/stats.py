@@ -5,7 +5,8 @@ from __future__ import annotations
 import threading
 import weakref
 from collections import Counter, deque
-from typing import NamedTuple, TypedDict
+from itertools import repeat, starmap
+from typing import NamedTuple, TypeAlias, TypedDict
 
 __all__ = ["CacheStats", "Calls", "Recorders", "StatsSnapshot", "function_stats"]
 
@@ -40,6 +41,11 @@ class Calls(NamedTuple):
     saved_tokens: int
 
 
+_Kind: TypeAlias = tuple[str, float, int, "str | None"]
+"""A kind of hit: ``(tier, saved_ms, saved_tokens, policy)``."""
+_Hit: TypeAlias = tuple[str, float, int, "str | None", "tuple[CacheStats, ...]"]
+"""A queued hit: its kind, and the other counters it counts for."""
+
 _FOLD_AT = 512
 """Queued hits beyond this many are folded into the counters by the next hit."""
 
@@ -49,7 +55,9 @@ class CacheStats:
     stores, promotions, and the time and tokens hits saved.
 
     A hit -- the hot path -- takes no lock: it is queued (``deque.append`` is atomic)
-    and folded into the counters in batches, and before every snapshot.
+    and folded into the counters in batches, and before every snapshot. A hit that
+    counts for several (a cache's and a function's, see `Recorders`) is queued once,
+    by the first, and handed to the others when folded; their snapshots fold it first.
 
     Calls are also counted by ``(outcome, tier, policy)`` (`calls`), the labels of the
     metrics exporters. ``function``: the decorated function these counters are of;
@@ -61,6 +69,7 @@ class CacheStats:
         "_bypassed_calls",
         "_bypasses",
         "_errors",
+        "_feeders",
         "_hits",
         "_lock",
         "_misses",
@@ -74,7 +83,8 @@ class CacheStats:
 
     def __init__(self, function: str | None = None) -> None:
         self._lock = threading.Lock()
-        self.queued: deque[tuple[str, float, int, str | None]] = deque()
+        self.queued: deque[_Hit] = deque()
+        self._feeders: set[CacheStats] = set()  # whose queues may hold hits of ours
         self.function = function
         self.clear()
         if function is not None:
@@ -82,8 +92,9 @@ class CacheStats:
 
     def clear(self) -> None:
         """Reset every counter to zero."""
+        self._fold_feeders()
         with self._lock:
-            self.queued.clear()
+            handed = self._fold()  # the queued hits still count for the others
             self._hits: dict[tuple[str, str | None], list[float]] = {}
             self._bypasses: Counter[str] = Counter()
             self._errors: Counter[str] = Counter()
@@ -91,39 +102,50 @@ class CacheStats:
             self._verify: Counter[str] = Counter()
             self._misses = self._bypassed_calls = self._stores = self._promotions = 0
             self._by_label: dict[tuple[str, str | None, str | None], list[float]] = {}
+        _hand_over(handed)
 
     def hit(self, tier: str, saved_ms: float, saved_tokens: int, policy: str | None = None) -> None:
-        self.queue((tier, saved_ms, saved_tokens, policy))
-
-    def queue(self, hit: tuple[str, float, int, str | None]) -> None:
-        """Count ``(tier, saved_ms, saved_tokens, policy)`` as a hit, without taking the
-        lock."""
         queued = self.queued
-        queued.append(hit)
+        queued.append((tier, saved_ms, saved_tokens, policy, ()))
         if len(queued) > _FOLD_AT:
             self.fold()
 
     def fold(self) -> None:
-        """Move the queued hits into the counters."""
+        """Move the queued hits into the counters (and hand over the others' share)."""
         with self._lock:
-            self._fold()
+            handed = self._fold()
+        _hand_over(handed)
 
-    def _fold(self) -> None:
-        """`fold` with the lock held: each hit into its ``(tier, policy)`` entry of
-        ``[hits, saved_ms, saved_tokens]`` (the totals are summed from those). The queued
-        hits are taken off one by one (another thread may be appending) and counted alike
-        in C (`Counter`): repeated hits on one entry are equal tuples, so the loop below
-        runs once per kind of hit."""
-        queued, by_hit = self.queued, self._hits
-        popleft = queued.popleft
-        batch = Counter([popleft() for _ in range(len(queued))])
-        for (tier, ms, tokens, policy), times in batch.items():
-            counts = by_hit.get((tier, policy))
-            if counts is None:
-                counts = by_hit[(tier, policy)] = [0, 0.0, 0]
-            counts[0] += times
-            counts[1] += ms * times
-            counts[2] += tokens * times
+    def _fold(self) -> list[tuple[CacheStats, _Kind, int]]:
+        """`fold` with the lock held; returns the hits to count for others (counted by
+        `_hand_over` once the lock is released). Each hit goes into its ``(tier,
+        policy)`` entry of ``[hits, saved_ms, saved_tokens]`` (the totals are summed from
+        those). The queued hits are taken off one by one (another thread may be
+        appending) and counted alike in C (`Counter`): repeated hits on one entry are
+        equal tuples, so the loop below runs once per kind of hit."""
+        queued = self.queued
+        batch = Counter(starmap(queued.popleft, repeat((), len(queued))))
+        handed: list[tuple[CacheStats, _Kind, int]] = []
+        for (tier, ms, tokens, policy, others), times in batch.items():
+            kind = (tier, ms, tokens, policy)
+            self._add_hits(kind, times)
+            handed.extend((other, kind, times) for other in others)
+        return handed
+
+    def _add_hits(self, kind: _Kind, times: int) -> None:
+        """Count ``times`` hits of ``kind``, with the lock held."""
+        tier, ms, tokens, policy = kind
+        counts = self._hits.get((tier, policy))
+        if counts is None:
+            counts = self._hits[(tier, policy)] = [0, 0.0, 0]
+        counts[0] += times
+        counts[1] += ms * times
+        counts[2] += tokens * times
+
+    def _fold_feeders(self) -> None:
+        """Fold the queues that may hold hits of ours (see `Recorders`)."""
+        for feeder in tuple(self._feeders):  # a copy: a set is added to as calls come
+            feeder.fold()
 
     def _count(self, outcome: str, policy: str | None) -> None:
         """One call of ``outcome`` (not a hit) under ``policy``, with the lock held."""
@@ -171,8 +193,9 @@ class CacheStats:
 
     def snapshot(self) -> StatsSnapshot:
         """A consistent copy of all counters."""
+        self._fold_feeders()
         with self._lock:
-            self._fold()
+            handed = self._fold()
             by_tier: Counter[str] = Counter()
             saved_ms, saved_tokens = 0.0, 0
             for (tier, _), (count, ms, tokens) in self._hits.items():
@@ -181,7 +204,7 @@ class CacheStats:
                 saved_tokens += int(tokens)
             hits = sum(by_tier.values())
             lookups = hits + self._misses
-            return StatsSnapshot(
+            snapshot = StatsSnapshot(
                 calls=lookups + self._bypassed_calls,
                 hits=dict(by_tier),
                 misses=self._misses,
@@ -195,19 +218,23 @@ class CacheStats:
                 shadow={"matches": self._shadow["matches"], "correct": self._shadow["correct"]},
                 verify={"calls": self._verify["calls"], "correct": self._verify["correct"]},
             )
+        _hand_over(handed)
+        return snapshot
 
     def calls(self) -> dict[tuple[str, str | None, str | None], Calls]:
         """The calls by ``(outcome, tier, policy)``: the same calls `snapshot` counts
         (``tier`` is ``None`` but for hits, ``policy`` where none was decided)."""
+        self._fold_feeders()
         with self._lock:
-            self._fold()
+            handed = self._fold()
             found: dict[tuple[str, str | None, str | None], Calls] = {
                 ("hit", tier, policy): Calls(int(n), ms, int(tokens))
                 for (tier, policy), (n, ms, tokens) in self._hits.items()
             }
             for label, (n, ms, tokens) in self._by_label.items():
                 found[label] = Calls(int(n), ms, int(tokens))
-            return found
+        _hand_over(handed)
+        return found
 
 
 _FUNCTIONS: weakref.WeakSet[CacheStats] = weakref.WeakSet()
@@ -218,21 +245,33 @@ def function_stats() -> list[CacheStats]:
     return list(_FUNCTIONS)
 
 
-class Recorders:
-    """The counters one call updates: its cache's and its decorated function's."""
+def _hand_over(handed: list[tuple[CacheStats, _Kind, int]]) -> None:
+    """Count hits folded by one `CacheStats` for the others they count for."""
+    for other, kind, times in handed:
+        with other._lock:
+            other._add_hits(kind, times)
 
-    __slots__ = ("targets",)
+
+class Recorders:
+    """The counters one call updates: its cache's and its decorated function's.
+
+    A hit -- the hot path -- is queued once, by the first, for all of them."""
+
+    __slots__ = ("_first", "_others", "targets")
 
     def __init__(self, *targets: CacheStats) -> None:
         self.targets = targets
+        self._first = targets[0]
+        self._others = targets[1:]
+        for other in self._others:
+            other._feeders.add(self._first)
 
     def hit(self, tier: str, saved_ms: float, saved_tokens: int, policy: str | None = None) -> None:
-        hit = (tier, saved_ms, saved_tokens, policy)
-        for target in self.targets:  # `CacheStats.queue`, inlined: the hot path of a hit
-            queued = target.queued
-            queued.append(hit)
-            if len(queued) > _FOLD_AT:
-                target.fold()
+        first = self._first
+        queued = first.queued
+        queued.append((tier, saved_ms, saved_tokens, policy, self._others))
+        if len(queued) > _FOLD_AT:
+            first.fold()
 
     def miss(self, policy: str | None = None) -> None:
         for target in self.targets:
