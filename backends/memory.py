@@ -107,7 +107,9 @@ class MemoryBackend:
         return f"MemoryBackend(maxsize={self.maxsize}, ttl={self.ttl})"
 
     def get(self, key: str) -> bytes | None:
-        with self._lock:
+        lock = self._lock
+        lock.acquire()  # not ``with``: this is a hit's one lock, and half the cost of ``with``
+        try:
             try:
                 value, expires = self._data[key]
             except KeyError:
@@ -116,6 +118,8 @@ class MemoryBackend:
                 return value
             del self._data[key]
             return None
+        finally:
+            lock.release()
 
     def set(self, key: str, value: bytes, ttl: float) -> None:
         if self.ttl is not None:
