@@ -43,6 +43,8 @@ def argument_key(
     stand-in is a tuple of strings). Other arguments of plain JSON data, like a chat's
     ``messages`` or a long prompt, stand as a digest of their JSON (`fingerprint`),
     unless ``data`` is false (then they have no stand-in)."""
+    if not kwargs and len(args) == 1 and type(args[0]) is str and len(args[0]) <= MEMO_TEXT:
+        return args  # the commonest call, ``chat(prompt)``: the loop below, unrolled
     only_text = True
     for value in args:
         kind = type(value)
