@@ -349,7 +349,7 @@ def _answer_hit(
     if hit.stale:
         extra["stale"] = True
     report_hit(ctx.trace.stats, ctx.trace, hit.tier, policy, started, env.duration_ms,
-               env.saved_tokens, value=env.value, arguments=ctx.arguments, **extra)  # fmt: skip
+               env.saved_tokens, value=env.value, arguments=ctx.arguments, extra=extra)  # fmt: skip
     return env.value if adapter is None else adapter.on_hit(env.value)
 
 
@@ -398,4 +398,4 @@ def _result(
         listeners.notify(trace.fn, ctx.key, outcome, tier, policy, started, saved_ms,
                          saved_tokens, extra, value, ctx.arguments)  # fmt: skip
     if trace.wants(logging.INFO):
-        trace.result(outcome, tier, policy, started, saved_ms, saved_tokens, **extra)
+        trace.result(outcome, tier, policy, started, saved_ms, saved_tokens, extra)

@@ -45,7 +45,7 @@ def report_hit(
     saved_tokens: int,
     value: Any = None,
     arguments: Mapping[str, Any] | None = None,
-    **extra: Any,
+    extra: dict[str, Any] | None = None,
 ) -> None:
     """Count a hit in ``tier``; tell the listeners (``observe()``, OpenTelemetry) and
     write the closing ``cache.result`` event to ``trace`` (``None``: neither is wanted,
@@ -59,7 +59,7 @@ def report_hit(
     if listeners.ACTIVE:
         listeners.notify(trace.fn, trace.key, "hit", tier, policy, started, saved_ms,
                          saved_tokens, extra, value, arguments or {})  # fmt: skip
-    trace.result("hit", tier, policy, started, saved_ms, saved_tokens, **extra)
+    trace.result("hit", tier, policy, started, saved_ms, saved_tokens, extra)
 
 
 def inline_tier(cache: MultiLevelCache, out: Output, may_block: bool) -> bool:

@@ -157,18 +157,44 @@ def _structured_line(logger: Any, level: int, event: str, fields: dict[str, Any]
 def _filtered_info(logger: Any) -> Callable[[str, dict[str, Any]], object]:
     """``logger.info`` of one of structlog's filtering loggers, taking the fields as a
     dict: ``_process_event`` and the wrapped logger's method are what its ``info`` calls
-    (through ``_proxy_to_logger``, which takes keywords), both meant for wrapper classes."""
+    (through ``_proxy_to_logger``, which takes keywords), both meant for wrapper classes.
+
+    With no bound values (the library's own logger binds none), the fields dict is the
+    event dict itself, as ``_process_event`` would build it (the fields, then
+    ``event``), run through the processors without its two copies."""
     process = logger._process_event
     wrapped = logger._logger
+    context = logger._context
+    processors = logger._processors  # the configured list itself: changed in place at times
+    if type(context) is not dict or context:
 
-    def info_line(event: str, fields: dict[str, Any]) -> object:
+        def info_line(event: str, fields: dict[str, Any]) -> object:
+            try:
+                args, kw = process("info", event, fields)
+                return wrapped.info(*args, **kw)
+            except structlog.DropEvent:  # from a processor or the output, as in structlog
+                return None
+
+        return info_line
+
+    def own_info_line(event: str, fields: dict[str, Any]) -> object:
+        fields["event"] = event
+        rendered: Any = fields
         try:
-            args, kw = process("info", event, fields)
-            return wrapped.info(*args, **kw)
-        except structlog.DropEvent:  # from a processor or the output, as in structlog
+            for processor in processors:
+                rendered = processor(wrapped, "info", rendered)
+            # what the last processor returned, passed on as ``_process_event`` does
+            if isinstance(rendered, (str, bytes, bytearray)):
+                return wrapped.info(rendered)
+            if isinstance(rendered, tuple):
+                return wrapped.info(*rendered[0], **rendered[1])
+            if isinstance(rendered, dict):
+                return wrapped.info(**rendered)
+        except structlog.DropEvent:
             return None
+        raise ValueError(f"the last structlog processor returned {type(rendered).__name__}")
 
-    return info_line
+    return own_info_line
 
 
 def _std_line(level: int, event: str, fields: dict[str, Any]) -> None:
@@ -318,7 +344,7 @@ class Trace:
         started: float,
         saved_ms: float,
         saved_tokens: int,
-        **extra: Any,
+        extra: dict[str, Any] | None = None,
     ) -> None:
         """The closing ``cache.result`` event, written when INFO is wanted; ``started``
         is the call's ``time.perf_counter()`` at its start; ``extra``: more fields

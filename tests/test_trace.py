@@ -194,3 +194,57 @@ def test_an_output_that_drops_lines_does_not_reach_the_caller(cache: MultiLevelC
     finally:
         structlog.reset_defaults()
     assert output.dropped == 2  # the miss's and the hit's cache.result lines
+
+
+class _Recording:
+    """An output logger that keeps what each ``info`` call was given."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[tuple[Any, ...], dict[str, Any]]] = []
+
+    def info(self, *args: Any, **kwargs: Any) -> None:
+        self.calls.append((args, kwargs))
+
+    msg = debug = warning = error = info
+
+
+def _fixed_fields(_: Any, __: str, event: dict[str, Any]) -> dict[str, Any]:
+    """The fields that change per call (ids, durations) made equal for comparing."""
+    return {**event, "call_id": "id", "duration_ms": 0.0}
+
+
+@pytest.mark.parametrize(
+    "last",
+    [
+        structlog.processors.JSONRenderer(),  # str
+        structlog.processors.JSONRenderer(serializer=orjson.dumps),  # bytes
+        lambda _, __, event: ((json.dumps(event),), {"extra": 1}),  # (args, kwargs)
+        lambda _, __, event: {"message": json.dumps(event)},  # keywords
+    ],
+    ids=["str", "bytes", "tuple", "dict"],
+)
+def test_a_hits_line_reaches_the_output_as_structlogs_own_info_passes_it(
+    cache: MultiLevelCache, last: Any
+) -> None:
+    """The hit writes its ``cache.result`` line through the configured processors and
+    output exactly as ``logger.info("cache.result", **fields)`` would: the same
+    arguments reach the output logger, fields in the same order, ``event`` after them."""
+    output = _Recording()
+    structlog.configure(
+        processors=[_fixed_fields, structlog.processors.add_log_level, last],
+        wrapper_class=structlog.make_filtering_bound_logger(logging.INFO),
+        logger_factory=lambda *args: output,
+    )
+    try:
+        chat = cache_by_intent(cache=cache)(lambda prompt: prompt.upper())
+        chat("Explain Raft")
+        chat("Explain Raft")  # a hit: one cache.result line, and nothing else
+        ours = output.calls[-1]
+        hit = json.loads(ours[0][0] if ours[0] else ours[1]["message"])  # str or bytes
+        fields = {k: v for k, v in hit.items() if k not in ("event", "level")}
+        structlog.get_logger("llm_middleware").info("cache.result", **fields)
+        theirs = output.calls[-1]
+    finally:
+        structlog.reset_defaults()
+    assert hit["outcome"] == "hit" and list(hit)[-2:] == ["event", "level"]
+    assert ours == theirs
