@@ -395,7 +395,8 @@ def _result(
     if outcome != "hit":  # a miss or a bypass has called the function: the check is free
         listeners.check()
     if listeners.ACTIVE:
-        listeners.notify(trace.fn, ctx.key, outcome, tier, policy, started, saved_ms,
-                         saved_tokens, extra, value, ctx.arguments)  # fmt: skip
+        listeners.notify(listeners.CallEnd(trace.fn, ctx.key, outcome, tier, policy, started,
+                                           time.perf_counter(), saved_ms, saved_tokens, extra,
+                                           value, ctx.arguments))  # fmt: skip
     if trace.wants(logging.INFO):
         trace.result(outcome, tier, policy, started, saved_ms, saved_tokens, extra)

@@ -15,7 +15,6 @@ from __future__ import annotations
 import logging
 import sys
 import threading
-import time
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
@@ -66,23 +65,9 @@ def remove(listener: Listener) -> None:
         ACTIVE = [other for other in ACTIVE if other is not listener]
 
 
-def notify(
-    fn: str,
-    key: str | None,
-    outcome: str,
-    tier: str | None,
-    policy: str | None,
-    started: float,
-    saved_ms: float,
-    saved_tokens: int,
-    extra: dict[str, Any] | None = None,
-    value: Any = None,
-    arguments: Mapping[str, Any] | None = None,
-) -> None:
+def notify(end: CallEnd) -> None:
     """Tell every listener about a call's end. A failing listener never fails the
     call: its exception is logged (logger ``llm_middleware``) and dropped."""
-    end = CallEnd(fn, key, outcome, tier, policy, started, time.perf_counter(), saved_ms,
-                  saved_tokens, extra or {}, value, arguments)  # fmt: skip
     for listener in ACTIVE:
         try:
             listener(end)
