@@ -27,7 +27,7 @@ def recall(prompt: str) -> list[dict[str, str]]:
 
 
 def encryption(ctx: Context) -> list[Row]:
-    from tests.memcached_servers import MemcachedServer, find_memcached
+    from tests.support.memcached_servers import MemcachedServer, find_memcached
 
     if find_memcached() is None:
         return [Row(SECTION, "encryption", status="skipped: memcached not installed")]

@@ -19,7 +19,7 @@ SECTION = "memcached hit (tracing filtered)"
 
 
 def memcached_hit(ctx: Context) -> list[Row]:
-    from tests.memcached_servers import MemcachedServer, find_memcached
+    from tests.support.memcached_servers import MemcachedServer, find_memcached
 
     if find_memcached() is None:
         return [Row(SECTION, "memcached tier", status="skipped: memcached not installed")]

@@ -13,11 +13,13 @@ from llm_middleware import MultiLevelCache, config  # noqa: E402
 from llm_middleware.backends.memory import MemoryBackend  # noqa: E402 - after the assert-rewrite hook
 from llm_middleware.testing import FakeClock  # noqa: E402
 
+from .support.llm import Counter  # noqa: E402
+
 pytest_plugins = [
-    "tests._fixtures_anthropic",
-    "tests._fixtures_memcached",
-    "tests._fixtures_openai",
-    "tests._fixtures_redis",
+    "tests.support.fixtures_anthropic",
+    "tests.support.fixtures_memcached",
+    "tests.support.fixtures_openai",
+    "tests.support.fixtures_redis",
 ]
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
@@ -58,17 +60,6 @@ def cache(clock: FakeClock) -> MultiLevelCache:
         ],
         timer=clock,
     )
-
-
-class Counter:
-    """A stand-in LLM: answers with a numbered string and counts its calls."""
-
-    def __init__(self) -> None:
-        self.calls = 0
-
-    def __call__(self, prompt: str) -> str:
-        self.calls += 1
-        return f"answer #{self.calls} to {prompt}"
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ from structlog.testing import capture_logs  # noqa: E402
 
 from llm_middleware import MultiLevelCache  # noqa: E402
 from llm_middleware.anthropic import wrap_anthropic  # noqa: E402
-from tests.fake_anthropic import FakeAnthropicServer  # noqa: E402
+from tests.support.fake_anthropic import FakeAnthropicServer  # noqa: E402
 
 TEMPERATURE: dict[str, Any] = (
     {"temperature": 0.3}
@@ -181,8 +181,8 @@ import json, sys
 import anthropic, openai
 from llm_middleware import MultiLevelCache, cache_by_intent
 from llm_middleware.backends.memory import MemoryBackend
-from tests.fake_anthropic import FakeAnthropicServer
-from tests.fake_openai import FakeOpenAIServer
+from tests.support.fake_anthropic import FakeAnthropicServer
+from tests.support.fake_openai import FakeOpenAIServer
 
 integrations = {"llm_middleware.anthropic", "llm_middleware.openai"}
 imported_at_start = sorted(integrations & set(sys.modules))

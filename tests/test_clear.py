@@ -12,8 +12,8 @@ import pytest
 from llm_middleware import MultiLevelCache, backend_from_url, cache_by_intent
 from llm_middleware.backends.memory import MemoryBackend
 from llm_middleware.testing import FakeClock
-from tests.memcached_servers import MemcachedServer
-from tests.redis_servers import RedisServer
+from tests.support.memcached_servers import MemcachedServer
+from tests.support.redis_servers import RedisServer
 
 CHECK_S = 5.0
 

@@ -19,7 +19,7 @@ from llm_middleware import (
     use_policy,
 )
 
-from .conftest import Counter
+from .support.llm import Counter
 
 
 def test_bypass_neither_reads_nor_writes(cache: MultiLevelCache, llm: Counter) -> None:

@@ -7,7 +7,7 @@ import threading
 
 from llm_middleware import MultiLevelCache, cache_by_intent, cache_info
 
-from .conftest import Counter
+from .support.llm import Counter
 
 HITS = 1_300  # more than the counters queue before folding, twice over
 

@@ -22,7 +22,7 @@ from llm_middleware.backends.memory import MemoryBackend
 from llm_middleware.codec import Codec
 from llm_middleware.testing import FakeClock
 
-from .conftest import Counter
+from .support.llm import Counter
 
 
 class _BlockingMemory(MemoryBackend):

@@ -22,7 +22,7 @@ from llm_middleware import (
     configure,
 )
 
-from .conftest import Counter
+from .support.llm import Counter
 
 
 def test_repeated_prompt_calls_the_function_once(cache: MultiLevelCache, llm: Counter) -> None:

@@ -43,9 +43,9 @@ from pathlib import Path
 import pytest
 import structlog
 
-from tests.fake_anthropic import FakeAnthropicServer
-from tests.fake_openai import FakeOpenAIServer
-from tests.memcached_servers import MemcachedServer, find_memcached
+from tests.support.fake_anthropic import FakeAnthropicServer
+from tests.support.fake_openai import FakeOpenAIServer
+from tests.support.memcached_servers import MemcachedServer, find_memcached
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
@@ -142,7 +142,7 @@ def _memcached() -> Iterator[str]:
 
 def _redis() -> Iterator[str]:
     pytest.importorskip("redis")
-    from tests.redis_servers import RedisServer, find_redis_server
+    from tests.support.redis_servers import RedisServer, find_redis_server
 
     if find_redis_server() is None:
         pytest.skip("redis-server binary not found (install redis-server or set REDIS_SERVER_BIN)")

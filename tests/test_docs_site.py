@@ -36,7 +36,7 @@ import pytest
 import llm_middleware
 import llm_middleware.backends
 
-from .chromium_cdp import Browser, chromium_path
+from .support.chromium_cdp import Browser, chromium_path
 from .test_docs_examples import PAGES, python_blocks
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -17,10 +17,10 @@ from llm_middleware.backends.memory import MemoryBackend
 from llm_middleware.cli import main
 from llm_middleware.encryption import ENCRYPTION_KEY_ENV, generate_key, key_id
 from llm_middleware.testing import FakeClock
-from tests.memcached_servers import MemcachedServer
-from tests.redis_servers import RedisServer
-from tests.second_process import ask_in_a_new_process
-from tests.server_process import HOST
+from tests.support.memcached_servers import MemcachedServer
+from tests.support.redis_servers import RedisServer
+from tests.support.second_process import ask_in_a_new_process
+from tests.support.server_process import HOST
 
 pytest.importorskip("cryptography")
 

@@ -1,6 +1,7 @@
 """The real ``openai`` client (sync and async) works against the fake OpenAI server.
 
-The ``openai_server`` fixture comes from ``tests._fixtures_openai`` (loaded by ``conftest.py``).
+The ``openai_server`` fixture comes from ``tests.support.fixtures_openai`` (loaded by
+``conftest.py``).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from openai.types.chat import (
     ChatCompletionToolParam,
 )
 
-from tests.fake_openai import SYSTEM_FINGERPRINT, FakeOpenAIServer
+from tests.support.fake_openai import SYSTEM_FINGERPRINT, FakeOpenAIServer
 
 MODEL = "gpt-test"
 QUESTION = "What is the capital of France?"

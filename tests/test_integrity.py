@@ -9,7 +9,7 @@ from llm_middleware import ConfigurationError, MultiLevelCache, cache_by_intent,
 from llm_middleware.backends.memory import MemoryBackend
 from llm_middleware.testing import FakeClock
 
-from .conftest import Counter
+from .support.llm import Counter
 
 
 def signed_cache(shared: MemoryBackend, clock: FakeClock, secret: object) -> MultiLevelCache:

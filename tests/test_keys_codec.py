@@ -16,7 +16,7 @@ from llm_middleware import MultiLevelCache, cache_by_intent
 from llm_middleware.codec import Codec, InvalidEntry, UnsupportedValue
 from llm_middleware.keys import UnkeyableError, make_key
 
-from .conftest import Counter
+from .support.llm import Counter
 
 MEMCACHED_SAFE = re.compile(r"[\x21-\x7e]{1,250}")
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from tests.memcached_servers import MemcachedServer
+from tests.support.memcached_servers import MemcachedServer
 
 pytestmark = pytest.mark.memcached
 

@@ -23,8 +23,8 @@ from llm_middleware.backends.memcached import (
 from llm_middleware.contract import Backend
 from llm_middleware.errors import ConfigurationError
 from llm_middleware.testing import BackendContract
-from tests.memcached_servers import MemcachedServer
-from tests.outages import SocketCounter, hammer_through_restarts, wait_until_usable
+from tests.support.memcached_servers import MemcachedServer
+from tests.support.outages import SocketCounter, hammer_through_restarts, wait_until_usable
 
 pytestmark = pytest.mark.memcached
 

@@ -18,7 +18,7 @@ pytest.importorskip("pymemcache")
 from llm_middleware import MultiLevelCache, cache_by_intent
 from llm_middleware.backends.memcached import MemcachedBackend
 from llm_middleware.backends.memory import MemoryBackend
-from tests.memcached_servers import MemcachedServer
+from tests.support.memcached_servers import MemcachedServer
 
 WORKER = """
 import json, os, structlog

@@ -33,7 +33,7 @@ from llm_middleware.argkey import MEMO_DATA
 from llm_middleware.backends.memory import MemoryBackend
 from llm_middleware.testing import FakeClock
 
-from .conftest import Counter
+from .support.llm import Counter
 
 
 @pytest.fixture

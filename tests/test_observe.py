@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 from llm_middleware import MultiLevelCache, cache_by_intent, listeners, observe
-from tests.conftest import Counter
-from tests.fake_openai import FakeOpenAIServer
+from tests.support.fake_openai import FakeOpenAIServer
+from tests.support.llm import Counter
 
 
 def _cached(cache: MultiLevelCache, llm: Counter) -> Any:

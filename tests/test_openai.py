@@ -14,7 +14,7 @@ from structlog.testing import capture_logs  # noqa: E402
 
 from llm_middleware import MultiLevelCache  # noqa: E402
 from llm_middleware.openai import wrap_openai  # noqa: E402
-from tests.fake_openai import FakeOpenAIServer  # noqa: E402
+from tests.support.fake_openai import FakeOpenAIServer  # noqa: E402
 
 TOOLS = [
     {

@@ -17,8 +17,8 @@ from structlog.testing import capture_logs  # noqa: E402
 
 from llm_middleware import CachePolicy, MultiLevelCache, bypass  # noqa: E402
 from llm_middleware.openai import wrap_openai  # noqa: E402
-from tests.fake_embeddings import vector  # noqa: E402
-from tests.fake_openai import FakeOpenAIServer  # noqa: E402
+from tests.support.fake_embeddings import vector  # noqa: E402
+from tests.support.fake_openai import FakeOpenAIServer  # noqa: E402
 
 MODEL = "text-embedding-test"
 

@@ -27,7 +27,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import (
 )
 
 from llm_middleware import MultiLevelCache, cache_by_intent, cache_info
-from tests.fake_openai import FakeOpenAIServer
+from tests.support.fake_openai import FakeOpenAIServer
 
 Telemetry = tuple[InMemorySpanExporter, InMemoryMetricReader]
 

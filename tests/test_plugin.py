@@ -1,6 +1,6 @@
 """A third-party backend plugin: pip-installed, resolved by name, never imported by the core.
 
-The plugin lives in ``tests/plugin_pkg`` (its own ``pyproject.toml`` and entry points, no
+The plugin lives in ``tests/support/plugin_pkg`` (its own ``pyproject.toml`` and entry points, no
 dependency on llm_middleware). This module installs it into the running environment for its
 tests and uninstalls it afterwards.
 """
@@ -29,9 +29,9 @@ from llm_middleware import (
 from llm_middleware.registry import registered_backends
 from llm_middleware.testing import BackendContract, FakeClock
 
-from .conftest import Counter
+from .support.llm import Counter
 
-PLUGIN_DIR = Path(__file__).parent / "plugin_pkg"
+PLUGIN_DIR = Path(__file__).parent / "support" / "plugin_pkg"
 DIST = "llm-middleware-example-plugin"
 MODULE = "llm_middleware_example_plugin"
 

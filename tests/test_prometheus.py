@@ -13,7 +13,7 @@ from prometheus_client.parser import text_string_to_metric_families  # noqa: E40
 from llm_middleware import MultiLevelCache, cache_by_intent, cache_info, use_policy  # noqa: E402
 from llm_middleware import prometheus as exporter  # noqa: E402
 from llm_middleware.policy import CachePolicy  # noqa: E402
-from tests.fake_openai import FakeOpenAIServer  # noqa: E402
+from tests.support.fake_openai import FakeOpenAIServer  # noqa: E402
 
 
 def _scrape(port: int) -> dict[str, dict[tuple[tuple[str, str], ...], float]]:

@@ -36,9 +36,9 @@ from llm_middleware.backends.redis import (
 )
 from llm_middleware.contract import Backend
 from llm_middleware.testing import BackendContract
-from tests.outages import SocketCounter, hammer_through_restarts, wait_until_usable
-from tests.redis_servers import RedisServer
-from tests.second_process import ask_in_a_new_process
+from tests.support.outages import SocketCounter, hammer_through_restarts, wait_until_usable
+from tests.support.redis_servers import RedisServer
+from tests.support.second_process import ask_in_a_new_process
 
 TIMEOUT = 0.25
 DEAD_TIMEOUT = 0.5

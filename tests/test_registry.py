@@ -14,7 +14,7 @@ from llm_middleware import (
 from llm_middleware.backends.memory import MemoryBackend
 from llm_middleware.config import default_cache
 
-from .conftest import Counter
+from .support.llm import Counter
 
 
 def test_memory_is_resolved_through_the_entry_point_group() -> None:

@@ -32,7 +32,7 @@ from llm_middleware import MultiLevelCache, cache_by_intent, cache_info
 from llm_middleware.logstats import summarize
 from llm_middleware.testing import FakeClock
 from llm_middleware.timeline import MAX_BUCKETS, parse_timestamp
-from tests.chromium_cdp import FLAGS, chromium_path
+from tests.support.chromium_cdp import FLAGS, chromium_path
 
 CHARTS = {"hit-rate", "tiers", "policies", "functions", "tokens"}
 PROMPTS = [
@@ -288,7 +288,7 @@ def test_report_texts_fit_their_charts_with_big_numbers(tmp_path: Path) -> None:
     """Millions of tokens saved and a long function name: every axis label and value
     is drawn inside its chart, as the browser lays it out."""
     from llm_middleware.report import render_html
-    from tests.chromium_cdp import Browser
+    from tests.support.chromium_cdp import Browser
 
     binary = _chromium()
     start = 1_764_600_000.0

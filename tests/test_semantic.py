@@ -27,8 +27,8 @@ from llm_middleware.backends.sqlite import SQLiteBackend
 from llm_middleware.semantic.normal import normal_form
 from llm_middleware.testing import FakeClock
 
-from .conftest import Counter
-from .semantic_support import WordsEmbedder, table
+from .support.llm import Counter
+from .support.semantic_support import WordsEmbedder, table
 
 FRANCE = "Explain the capital of France"
 FRANCE_2 = "Explain the capital city of France"

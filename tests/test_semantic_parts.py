@@ -31,7 +31,7 @@ from llm_middleware.semantic.shared import (  # noqa: E402
     encode_partition,
 )
 
-from .semantic_support import WordsEmbedder, table  # noqa: E402
+from .support.semantic_support import WordsEmbedder, table  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -150,7 +150,7 @@ def test_calibrate_command(tmp_path: Path) -> None:
     done = subprocess.run(
         [sys.executable, "-m", "llm_middleware", "semantic", "calibrate",
          "--pairs", str(_pairs(tmp_path / "pairs.json")),
-         "--embedder", "tests.semantic_support:WordsEmbedder", "--out", str(out)],
+         "--embedder", "tests.support.semantic_support:WordsEmbedder", "--out", str(out)],
         cwd=ROOT, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
@@ -242,7 +242,7 @@ def test_benchmark_runs_and_writes_rows(tmp_path: Path) -> None:
     out = tmp_path / "rows.json"
     command = [
         sys.executable, "-m", "benchmarks.semantic", "--pairs", str(pairs),
-        "--embedder", "tests.semantic_support:WordsEmbedder", "--sizes", "300",
+        "--embedder", "tests.support.semantic_support:WordsEmbedder", "--sizes", "300",
         "--latency-queries", "5", "--json", str(out),
     ]  # fmt: skip
     done = subprocess.run(
@@ -319,7 +319,7 @@ SECOND_PROCESS = """
 import sys
 from llm_middleware import MultiLevelCache, SemanticMatch, cache_by_intent
 from llm_middleware.backends.sqlite import SQLiteBackend
-from tests.semantic_support import WordsEmbedder, table
+from tests.support.semantic_support import WordsEmbedder, table
 
 match = SemanticMatch(embedder=WordsEmbedder(), calibration=table(0.85))
 cache = MultiLevelCache([SQLiteBackend(path=sys.argv[1])])

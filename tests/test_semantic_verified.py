@@ -25,7 +25,7 @@ from llm_middleware.logstats import summarize
 from llm_middleware.semantic.shared import decode_partition
 from llm_middleware.semantic.verify import MISS, Observation, observed
 
-from .semantic_support import WordsEmbedder, table
+from .support.semantic_support import WordsEmbedder, table
 
 FRANCE = "Explain the capital of France"
 FRANCE_2 = "Explain the capital city of France"
@@ -200,7 +200,8 @@ def test_benchmark_verified_rows(tmp_path: Path) -> None:
     out = tmp_path / "rows.json"
     code = main([
         "--pairs", str(tmp_path / "pairs.json"), "--calibrate", str(tmp_path / "cal.json"),
-        "--embedder", "tests.semantic_support:WordsEmbedder", "--verified", "--json", str(out),
+        "--embedder", "tests.support.semantic_support:WordsEmbedder", "--verified",
+        "--json", str(out),
     ])  # fmt: skip
     assert code == 0
     rows = {row["name"]: row for row in json.loads(out.read_text())["rows"]}

@@ -7,10 +7,10 @@ from __future__ import annotations
 import pytest
 
 from benchmarks.soak import KINDS, Settings, run
-from tests.memcached_servers import MemcachedServer
-from tests.redis_cluster import find_redis_cli
-from tests.redis_servers import RedisServer
-from tests.server_process import require_binary
+from tests.support.memcached_servers import MemcachedServer
+from tests.support.redis_cluster import find_redis_cli
+from tests.support.redis_servers import RedisServer
+from tests.support.server_process import require_binary
 
 pytest.importorskip("openai")
 

@@ -26,7 +26,7 @@ from llm_middleware import (
 from llm_middleware.backends.sqlite import SQLiteBackend, path_from_location
 from llm_middleware.contract import Backend
 from llm_middleware.testing import BackendContract, FakeClock
-from tests.second_process import ask_in_a_new_process
+from tests.support.second_process import ask_in_a_new_process
 
 
 class TestSQLiteContract(BackendContract):

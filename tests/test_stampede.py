@@ -16,7 +16,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from llm_middleware import MultiLevelCache, StampedeLock, cache_by_intent
-from tests.memcached_servers import MemcachedServer
+from tests.support.memcached_servers import MemcachedServer
 
 
 def test_50_threads_make_one_call(cache: MultiLevelCache) -> None:

@@ -12,7 +12,7 @@ from llm_middleware import CachePolicy, ConfigurationError, MultiLevelCache, cac
 from llm_middleware.backends.memory import MemoryBackend
 from llm_middleware.testing import FakeClock
 
-from .conftest import Counter
+from .support.llm import Counter
 
 
 class BrokenBackend:

@@ -14,7 +14,7 @@ from structlog.testing import capture_logs
 
 from llm_middleware import MultiLevelCache, cache_by_intent
 
-from .conftest import Counter
+from .support.llm import Counter
 
 TABLE: dict[str, tuple[str, set[str]]] = {
     "cache.policy": ("debug", {"policy", "ttl", "rule"}),

@@ -95,7 +95,7 @@ def run(kinds: list[str], settings: Settings) -> dict[str, dict[str, Any]]:
 
 def run_kind(kind: str, settings: Settings) -> dict[str, Any]:
     """Soak one shared-tier kind for ``settings.seconds``; its figures."""
-    from tests.fake_openai import FakeOpenAIServer
+    from tests.support.fake_openai import FakeOpenAIServer
 
     counts = Counts()
     rng = random.Random(f"{settings.seed}-{kind}")

@@ -84,7 +84,7 @@ class _Cluster:
     """Redis Cluster: failover of a killed master, then its rejoin as a replica."""
 
     def __init__(self) -> None:
-        from tests.redis_cluster import RedisClusterServers
+        from tests.support.redis_cluster import RedisClusterServers
 
         self.cluster = RedisClusterServers().__enter__()
         self.failovers = 0
@@ -114,7 +114,7 @@ class _Cluster:
 def start_servers(kind: str) -> SharedServers:
     """Start the servers of ``kind`` (one of `KINDS`)."""
     if kind == "memcached":
-        from tests.memcached_servers import MemcachedServer
+        from tests.support.memcached_servers import MemcachedServer
 
         def memcached_url(servers: list[Any]) -> str:
             hosts = ",".join(s.address for s in servers)
@@ -123,7 +123,7 @@ def start_servers(kind: str) -> SharedServers:
 
         return _Pool([MemcachedServer() for _ in range(3)], memcached_url)
     if kind == "redis":
-        from tests.redis_servers import RedisServer
+        from tests.support.redis_servers import RedisServer
 
         def redis_url(servers: list[Any]) -> str:
             timeouts = f"socket_timeout={TIER_TIMEOUT_S}&socket_connect_timeout={TIER_TIMEOUT_S}"

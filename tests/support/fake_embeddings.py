@@ -1,4 +1,4 @@
-"""``POST /v1/embeddings`` of the fake OpenAI server (see ``tests/fake_openai.py``).
+"""``POST /v1/embeddings`` of the fake OpenAI server (see ``tests/support/fake_openai.py``).
 
 A vector depends only on the model, ``dimensions`` and the input (a text or a token array),
 as a real model's does: ``dimensions`` float32 values in [-1, 1) drawn from a seed made of

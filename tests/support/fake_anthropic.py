@@ -1,7 +1,7 @@
 """A small Anthropic-compatible Messages API server for tests (``POST /v1/messages``).
 
 The same HTTP machinery, counters and failure knobs as `FakeOpenAIServer` (see
-``tests/fake_openai.py``); point the real ``anthropic`` client at it::
+``tests/support/fake_openai.py``); point the real ``anthropic`` client at it::
 
     with FakeAnthropicServer() as server:
         client = anthropic.Anthropic(base_url=server.base_url, api_key="test", max_retries=0)
@@ -25,7 +25,7 @@ import json
 import re
 from typing import Any
 
-from tests.fake_openai import FakeOpenAIServer, Route
+from tests.support.fake_openai import FakeOpenAIServer, Route
 
 JSONDict = dict[str, Any]
 _WORD = re.compile(r"\S*\s*")

@@ -2,9 +2,9 @@
 
 `ServerProcess` holds what every such server shares: pick a free port, launch and wait until it
 accepts connections, stop (kill -9) and reap it, restart it on the same port, pause (SIGSTOP)
-and resume it, and use it as a context manager. A subclass (`tests.memcached_servers`,
-`tests.redis_servers`) gives its binary's name and command line, and anything it must do once
-the port accepts connections.
+and resume it, and use it as a context manager. A subclass (`memcached_servers`,
+`redis_servers`) gives its binary's name and command line, and anything it must do once the
+port accepts connections.
 
 `require_binary` is the fixtures' check: without the binary a test is skipped, except on CI
 (``CI=true``), where a missing binary fails it: CI must really run against the server.

@@ -7,7 +7,7 @@
     server.pause()     # SIGSTOP: a hung server (connections accepted, never answered)
 
 The binary is ``memcached`` on ``PATH``, or the ``MEMCACHED_BIN`` environment variable.
-The process handling is `tests.server_process.ServerProcess`'s.
+The process handling is `tests.support.server_process.ServerProcess`'s.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from tests.server_process import HOST, ServerProcess
+from tests.support.server_process import HOST, ServerProcess
 
 __all__ = ["MemcachedServer", "find_memcached"]
 

@@ -8,7 +8,7 @@
 
 ``RedisServer(cluster=True)`` is a one-node Redis Cluster owning all 16,384 slots.
 The binary is ``redis-server`` on ``PATH``, or the ``REDIS_SERVER_BIN`` environment variable.
-The process handling is `tests.server_process.ServerProcess`'s.
+The process handling is `tests.support.server_process.ServerProcess`'s.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tests.server_process import HOST, START_TIMEOUT, ServerProcess, free_port
+from tests.support.server_process import HOST, START_TIMEOUT, ServerProcess, free_port
 
 __all__ = ["RedisServer", "find_redis_server"]
 

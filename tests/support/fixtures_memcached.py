@@ -10,8 +10,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.memcached_servers import MemcachedServer
-from tests.server_process import require_binary
+from tests.support.memcached_servers import MemcachedServer
+from tests.support.server_process import require_binary
 
 
 @pytest.fixture

@@ -14,8 +14,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.redis_servers import RedisServer
-from tests.server_process import require_binary
+from tests.support.redis_servers import RedisServer
+from tests.support.server_process import require_binary
 
 
 @pytest.fixture

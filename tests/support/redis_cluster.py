@@ -20,7 +20,7 @@ import shutil
 import subprocess
 import time
 
-from tests.redis_servers import RedisServer
+from tests.support.redis_servers import RedisServer
 
 __all__ = ["ClusterNode", "RedisClusterServers", "find_redis_cli"]
 

@@ -9,8 +9,8 @@ Start it, point the real ``openai`` client at it, and count what reaches "the LL
         assert reply.choices[0].message.content == "answer #1 to: hi"
         assert server.calls == 1
 
-``POST /v1/chat/completions``, ``/v1/embeddings`` (see ``tests/fake_embeddings.py``) and
-``/v1/responses`` (see ``tests/fake_responses.py``) are served; every other path answers an
+``POST /v1/chat/completions``, ``/v1/embeddings`` (see ``tests/support/fake_embeddings.py``) and
+``/v1/responses`` (see ``tests/support/fake_responses.py``) are served; every other path answers an
 OpenAI-style 404. ``calls`` and ``requests`` count the requests of every path.
 
 Answers are deterministic and carry the server's call number, so a cached answer is
@@ -115,8 +115,8 @@ class _ChatCompletions:
 
 
 def _openai_routes() -> dict[str, Route]:
-    from tests.fake_embeddings import Embeddings
-    from tests.fake_responses import Responses
+    from tests.support.fake_embeddings import Embeddings
+    from tests.support.fake_responses import Responses
 
     return {
         CHAT_COMPLETIONS_PATH: _ChatCompletions(),

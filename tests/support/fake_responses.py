@@ -1,4 +1,4 @@
-"""``POST /v1/responses`` of the fake OpenAI server (see ``tests/fake_openai.py``).
+"""``POST /v1/responses`` of the fake OpenAI server (see ``tests/support/fake_openai.py``).
 
 Request number N answers ``"answer #N to: <last user text>"`` -- the ``input`` string, or the
 text parts of the last user item of an ``input`` list -- as one ``message`` output item.

@@ -1,0 +1,1 @@
+"""What the tests share: stand-in LLMs and servers, real server processes, fixtures."""
