@@ -15,12 +15,13 @@ from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 from ._io import Flow, Tier, TierOp, run_async, run_sync
-from .codec import Codec, Envelope, InvalidEntry, Signer, UnsupportedValue
+from .codec import Codec, Envelope, InvalidEntry, UnsupportedValue
 from .contract import Backend
 from .encryption import EncryptionKeys, Sealer, is_sealed, parse_keys
 from .errors import ConfigurationError
 from .generations import Generations
 from .policy import CachePolicy
+from .signing import Signer
 from .stats import CacheStats, Recorders, StatsSnapshot
 from .trace import Trace
 

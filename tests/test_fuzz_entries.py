@@ -31,7 +31,8 @@ from structlog.testing import capture_logs
 
 from llm_middleware import MultiLevelCache, cache_by_intent, codec
 from llm_middleware.backends.memory import MemoryBackend
-from llm_middleware.codec import Codec, Envelope, InvalidEntry, Signer
+from llm_middleware.codec import Codec, Envelope, InvalidEntry
+from llm_middleware.signing import Signer
 from llm_middleware.testing import FakeClock
 
 SECRET = "fuzz-secret"
