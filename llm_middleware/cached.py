@@ -30,11 +30,12 @@ from .codec import Codec, Envelope
 from .contract import NO_VALUE
 from .control import no_control_block
 from .errors import DecorationError
-from .flow import FlowOptions, ResultAdapter, Revalidations, cached_call
+from .flow import FlowOptions, ResultAdapter, cached_call
 from .hits import inline_tier, read_first, report_hit, settle
 from .intent_text import intent_reader
 from .memo import DecisionMemo
 from .options import CacheOptions
+from .revalidate import Revalidations
 from .semantic.level import SemanticHook
 from .semantic.match import SemanticMatch
 from .singleflight import AsyncFlights, Flights

@@ -7,23 +7,21 @@ already decided everything it needs (policy, key, namespace, controls).
 
 from __future__ import annotations
 
-import asyncio
 import collections.abc
-import contextvars
 import copy
 import io
 import logging
-import threading
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from . import listeners
-from ._io import Call, Flow, Op, run_async, run_sync, unwrap
+from ._io import Call, Flow, run_async, run_sync, unwrap
 from .chain import DEGRADED, CallContext
 from .codec import Codec, UnsupportedValue
 from .hits import report_hit
+from .revalidate import Revalidate, Revalidations
 from .singleflight import AsyncFlights, Flights
 from .stampede import Outcome, StampedeLock, Upstream, leader_flow
 from .tiers import Hit, MultiLevelCache
@@ -33,64 +31,6 @@ if TYPE_CHECKING:
     from .semantic.level import Probe, SemanticHook
 
 __all__ = ["Commit", "FlowOptions", "ResultAdapter", "StampedeLock", "cached_call"]
-
-
-class Revalidate(Op):
-    """Start one background refresh of a stale entry (a thread, or an asyncio task)."""
-
-    __slots__ = ("flow", "key", "running")
-
-    def __init__(self, running: Revalidations, key: str, flow: Callable[[], Flow[None]]) -> None:
-        self.running, self.key, self.flow = running, key, flow
-
-    def run(self) -> None:
-        if self.running.claim(self.key):
-            context = contextvars.copy_context()
-            job = self.running.finishing(self.key, lambda: run_sync(self.flow()))
-            threading.Thread(target=context.run, args=(job,), daemon=True).start()
-
-    async def arun(self) -> None:
-        if self.running.claim(self.key):
-            task = asyncio.ensure_future(run_async(self.flow()))
-            self.running.keep(self.key, task)
-
-
-class Revalidations:
-    """The keys being refreshed in the background: one refresh per key at a time."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._keys: set[str] = set()
-        self._tasks: set[asyncio.Future[None]] = set()
-
-    def claim(self, key: str) -> bool:
-        with self._lock:
-            if key in self._keys:
-                return False
-            self._keys.add(key)
-            return True
-
-    def done(self, key: str) -> None:
-        with self._lock:
-            self._keys.discard(key)
-
-    def finishing(self, key: str, job: Callable[[], None]) -> Callable[[], None]:
-        def run() -> None:
-            try:
-                job()
-            finally:
-                self.done(key)
-
-        return run
-
-    def keep(self, key: str, task: asyncio.Future[None]) -> None:
-        self._tasks.add(task)  # a reference, or the task may vanish mid-flight
-
-        def finished(_: object) -> None:
-            self._tasks.discard(task)
-            self.done(key)
-
-        task.add_done_callback(finished)
 
 
 def refresh_flow(

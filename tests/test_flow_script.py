@@ -16,8 +16,9 @@ import pytest
 from llm_middleware._io import Flow, TierOp
 from llm_middleware.chain import CallContext
 from llm_middleware.codec import Codec
-from llm_middleware.flow import FlowOptions, Revalidations, cached_call
+from llm_middleware.flow import FlowOptions, cached_call
 from llm_middleware.policy import CachePolicy
+from llm_middleware.revalidate import Revalidations
 from llm_middleware.singleflight import Flights
 from llm_middleware.stampede import Outcome, Upstream
 from llm_middleware.stats import CacheStats, Recorders
