@@ -30,7 +30,6 @@ from typing import Any
 from . import listeners
 from ._io import run_sync
 from .codec import Codec, Envelope, InvalidEntry
-from .listeners import CallEnd
 from .tiers import MultiLevelCache
 from .trace import Counters, Output, Trace
 
@@ -59,9 +58,9 @@ def report_hit(
     if trace is None:
         return
     if listeners.ACTIVE:
-        listeners.notify(CallEnd(trace.fn, trace.key, "hit", tier, policy, started,
-                                 time.perf_counter(), saved_ms, saved_tokens, extra or {},
-                                 value, arguments or {}))  # fmt: skip
+        listeners.notify(listeners.CallEnd(trace.fn, trace.key, "hit", tier, policy, started,
+                                           time.perf_counter(), saved_ms, saved_tokens,
+                                           extra or {}, value, arguments or {}))  # fmt: skip
     trace.result("hit", tier, policy, started, saved_ms, saved_tokens, extra)
 
 
