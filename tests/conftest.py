@@ -64,4 +64,5 @@ def cache(clock: FakeClock) -> MultiLevelCache:
 
 @pytest.fixture
 def llm() -> Counter:
+    """A fresh stand-in LLM: numbered answers, counted calls (see ``tests/support/llm.py``)."""
     return Counter()

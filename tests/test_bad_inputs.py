@@ -29,6 +29,8 @@ from llm_middleware import (
 from llm_middleware.backends.memory import MemoryBackend
 from llm_middleware.config import TIERS_ENV
 
+from .support.llm import Counter
+
 Events = list[MutableMapping[str, Any]]
 
 
@@ -67,22 +69,22 @@ class Opaque:
     ids=["object", "bytes", "lambda", "file", "lock", "nested", "mixed_set", "nan", "huge_int"],
 )
 def test_unserializable_argument_runs_uncached_with_a_warning(
-    cache: MultiLevelCache, argument: object
+    cache: MultiLevelCache, llm: Counter, argument: object
 ) -> None:
     """An argument with no canonical form: every call reaches the function, a warning says why."""
-    calls: list[object] = []
+    handles: list[object] = []
 
     @cache_by_intent(cache=cache)
     def chat(prompt: str, handle: object) -> str:
-        calls.append(handle)
-        return f"answer {len(calls)}"
+        handles.append(handle)
+        return llm(prompt)
 
     with capture_logs() as events:
-        assert chat("Explain handles", argument) == "answer 1"
-        assert chat("Explain handles", argument) == "answer 2"
+        assert chat("Explain handles", argument) == "answer #1 to Explain handles"
+        assert chat("Explain handles", argument) == "answer #2 to Explain handles"
     assert bypasses(events) == [("unkeyable_argument", "warning")] * 2
     assert outcomes(events) == ["bypass", "bypass"]
-    assert calls == [argument, argument] and stored(cache) == 0
+    assert handles == [argument, argument] and llm.calls == 2 and stored(cache) == 0
 
 
 @pytest.mark.parametrize(
@@ -91,39 +93,35 @@ def test_unserializable_argument_runs_uncached_with_a_warning(
     ids=["object", "tuple", "int_keys", "nested_tuple", "set", "bytes", "inf"],
 )
 def test_unserializable_result_is_returned_as_is_and_not_stored(
-    cache: MultiLevelCache, result: object
+    cache: MultiLevelCache, llm: Counter, result: object
 ) -> None:
     """A result that would not come back equal is returned unchanged, with a warning, unstored."""
-    calls = 0
 
     @cache_by_intent(cache=cache)
     def chat(prompt: str) -> Any:
-        nonlocal calls
-        calls += 1
+        llm(prompt)
         return result
 
     with capture_logs() as events:
         assert chat("Explain results") is result
         assert chat("Explain results") is result
-    assert calls == 2 and stored(cache) == 0
+    assert llm.calls == 2 and stored(cache) == 0
     assert bypasses(events) == [("unsupported_result", "warning")] * 2
     assert outcomes(events) == ["miss", "miss"]
 
 
-def test_none_result_is_returned_and_not_stored(cache: MultiLevelCache) -> None:
+def test_none_result_is_returned_and_not_stored(cache: MultiLevelCache, llm: Counter) -> None:
     """A ``None`` answer is returned; the next call asks again (nothing was stored)."""
-    calls = 0
 
     @cache_by_intent(cache=cache)
     def chat(prompt: str) -> str | None:
-        nonlocal calls
-        calls += 1
+        llm(prompt)
         return None
 
     with capture_logs() as events:
         assert chat("Explain nothing") is None
         assert chat("Explain nothing") is None
-    assert calls == 2 and stored(cache) == 0
+    assert llm.calls == 2 and stored(cache) == 0
     assert [reason for reason, _ in bypasses(events)] == ["unsupported_result"] * 2
 
 
@@ -178,45 +176,39 @@ def test_async_generator_result_stays_iterable_and_is_not_stored(cache: MultiLev
 # -- prompts that are big or not text -------------------------------------------------
 
 
-def test_a_50_mb_prompt_is_answered_and_cached_in_bounded_memory() -> None:
+def test_a_50_mb_prompt_is_answered_and_cached_in_bounded_memory(llm: Counter) -> None:
     """A 50 MB prompt is answered once, then served from the cache, without holding copies."""
     cache = MultiLevelCache([MemoryBackend(maxsize=10), MemoryBackend(maxsize=10)])
-    calls = 0
 
     @cache_by_intent(cache=cache)
     def chat(prompt: str) -> str:
-        nonlocal calls
-        calls += 1
-        return f"a summary of {len(prompt)} characters"
+        return llm(f"summarize {len(prompt)} characters")  # a short answer to a long prompt
 
     prompt = "Explain this attachment: " + "x" * 50_000_000
     size = len(prompt)
     gc.collect()
     tracemalloc.start()
     try:
-        assert chat(prompt) == f"a summary of {size} characters"
-        assert chat(prompt) == f"a summary of {size} characters"
+        assert chat(prompt) == f"answer #1 to summarize {size} characters"
+        assert chat(prompt) == f"answer #1 to summarize {size} characters"
         _, peak = tracemalloc.get_traced_memory()
         gc.collect()
         retained, _ = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
-    assert calls == 1
+    assert llm.calls == 1
     assert peak < 3 * size  # transient copies only (canonical JSON, its UTF-8 bytes)
     assert retained < 1_000_000  # nothing proportional to the prompt is kept
 
 
 def test_a_prompt_of_only_image_parts_gets_the_default_policy_and_is_cached(
-    cache: MultiLevelCache,
+    cache: MultiLevelCache, llm: Counter
 ) -> None:
     """Messages whose last user turn has no text are classified by the default rule, cached."""
-    calls = 0
 
     @cache_by_intent(cache=cache)
     def chat(messages: list[dict[str, Any]]) -> str:
-        nonlocal calls
-        calls += 1
-        return f"description #{calls}"
+        return llm("describe " + messages[-1]["content"][0]["image_url"]["url"])
 
     def image(url: str) -> list[dict[str, Any]]:
         return [
@@ -224,13 +216,14 @@ def test_a_prompt_of_only_image_parts_gets_the_default_policy_and_is_cached(
             {"role": "user", "content": [{"type": "image_url", "image_url": {"url": url}}]},
         ]
 
+    one, another = "data:image/png;base64,AAAA", "data:image/png;base64,BBBB"
     with capture_logs() as events:
-        assert chat(image("data:image/png;base64,AAAA")) == "description #1"
-        assert chat(image("data:image/png;base64,AAAA")) == "description #1"
+        assert chat(image(one)) == f"answer #1 to describe {one}"
+        assert chat(image(one)) == f"answer #1 to describe {one}"
     policies = [(e["policy"], e["rule"]) for e in events if e["event"] == "cache.policy"]
     assert policies == [(CachePolicy.SHORT.value, "default")] * 2
     assert outcomes(events) == ["miss", "hit"]
-    assert chat(image("data:image/png;base64,BBBB")) == "description #2"  # another image
+    assert chat(image(another)) == f"answer #2 to describe {another}"
 
 
 # -- misuse: raises at once, with a message that says what to do -----------------------
@@ -293,21 +286,18 @@ def test_unknown_backend_url_lists_the_registered_names(url: str) -> None:
 
 
 def test_unknown_backend_in_the_environment_fails_the_first_call_loudly(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, llm: Counter
 ) -> None:
     """A bad ``LLM_MIDDLEWARE_TIERS`` raises `ConfigurationError` on use; nothing is called."""
     monkeypatch.setenv(TIERS_ENV, "memory://;nosuch://host")
-    calls = 0
 
     @cache_by_intent
     def chat(prompt: str) -> str:
-        nonlocal calls
-        calls += 1
-        return "answer"
+        return llm(prompt)
 
     with pytest.raises(ConfigurationError, match=r"registered backends: .*memory"):
         chat("Explain configuration")
-    assert calls == 0
+    assert llm.calls == 0
 
 
 @pytest.mark.parametrize(
