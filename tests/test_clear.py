@@ -12,6 +12,7 @@ import pytest
 from llm_middleware import MultiLevelCache, backend_from_url, cache_by_intent
 from llm_middleware.backends.memory import MemoryBackend
 from llm_middleware.testing import FakeClock
+from tests.support.llm import Counter
 from tests.support.memcached_servers import MemcachedServer
 from tests.support.redis_servers import RedisServer
 
@@ -23,26 +24,25 @@ def memory(clock: FakeClock) -> MemoryBackend:
 
 
 class App:
-    """One process's view: its own memory tier over a shared one, and a counted LLM."""
+    """One process's view: its own memory tier over a shared one, and its own LLM."""
 
     def __init__(self, cache: MultiLevelCache) -> None:
         self.cache = cache
-        self.calls = 0
+        self.llm = Counter()
         self.asks = {ns: self._ask_in(ns) for ns in ("t1", "t2", None)}
 
     def _ask_in(self, namespace: str | None) -> Any:
         @cache_by_intent(cache=self.cache, namespace=namespace)
         def ask(prompt: str) -> str:
-            self.calls += 1
-            return f"answer #{self.calls}"
+            return self.llm(prompt)
 
         return ask
 
     def misses(self, namespace: str | None) -> bool:
         """Whether asking in ``namespace`` reaches the LLM."""
-        before = self.calls
+        before = self.llm.calls
         self.asks[namespace]("Explain B-trees")
-        return self.calls > before
+        return self.llm.calls > before
 
 
 @pytest.fixture

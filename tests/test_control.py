@@ -63,17 +63,10 @@ def test_use_policy_overrides_the_classifier(cache: MultiLevelCache, llm: Counte
     assert llm.calls == 3
 
 
-def test_settings_do_not_leak_across_threads(cache: MultiLevelCache) -> None:
+def test_settings_do_not_leak_across_threads(cache: MultiLevelCache, llm: Counter) -> None:
     """A bypass in one thread does not affect calls made by other threads meanwhile."""
-    calls: list[str] = []
-    lock = threading.Lock()
     inside = threading.Barrier(2)
-
-    @cache_by_intent(cache=cache)
-    def chat(prompt: str) -> str:
-        with lock:
-            calls.append(prompt)
-        return prompt
+    chat = cache_by_intent(cache=cache)(lambda prompt: llm(prompt))
 
     chat("Explain A")
     chat("Explain B")
@@ -92,7 +85,7 @@ def test_settings_do_not_leak_across_threads(cache: MultiLevelCache) -> None:
     with ThreadPoolExecutor(2) as pool:
         for future in [pool.submit(bypassing), pool.submit(normal)]:
             future.result()
-    assert calls == ["Explain A", "Explain B", "Explain A"]
+    assert llm.prompts == ["Explain A", "Explain B", "Explain A"]
 
 
 def test_settings_do_not_leak_across_tasks(cache: MultiLevelCache, llm: Counter) -> None:
@@ -126,18 +119,11 @@ CONTROLS = {
 
 
 @pytest.mark.parametrize("control", sorted(CONTROLS))
-def test_no_leak_across_a_thread_pool(control: str, cache: MultiLevelCache) -> None:
+def test_no_leak_across_a_thread_pool(control: str, cache: MultiLevelCache, llm: Counter) -> None:
     """One thread inside the block reaches the LLM; threads running meanwhile outside it
     are still answered from the cache."""
-    calls: list[str] = []
-    lock = threading.Lock()
     together = threading.Barrier(4, timeout=5)
-
-    @cache_by_intent(cache=cache)
-    def chat(prompt: str) -> str:
-        with lock:
-            calls.append(threading.current_thread().name)
-        return prompt
+    chat = cache_by_intent(cache=cache)(lambda prompt: llm(prompt))
 
     chat("Explain the control")
 
@@ -150,7 +136,7 @@ def test_no_leak_across_a_thread_pool(control: str, cache: MultiLevelCache) -> N
     with ThreadPoolExecutor(4) as pool:
         for future in [pool.submit(worker, i == 0) for i in range(4)]:
             future.result()
-    assert len(calls) == 2
+    assert llm.calls == 2
 
 
 @pytest.mark.parametrize("control", sorted(CONTROLS))
