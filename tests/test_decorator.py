@@ -69,22 +69,20 @@ def test_configure_after_decoration(cache: MultiLevelCache, llm: Counter) -> Non
     assert cache.stats()["stores"] == 1
 
 
-def test_all_arguments_are_in_the_key(cache: MultiLevelCache) -> None:
+def test_all_arguments_are_in_the_key(cache: MultiLevelCache, llm: Counter) -> None:
     """Calls differing in any argument (not only the prompt) are different entries."""
-    calls: list[tuple[str, str, float]] = []
 
     @cache_by_intent(cache=cache)
     def chat(prompt: str, model: str = "small", temperature: float = 0.0) -> str:
-        calls.append((prompt, model, temperature))
-        return f"{model}/{temperature}"
+        return llm(f"{prompt} ({model}/{temperature})")
 
     chat("Explain TCP")
     chat("Explain TCP", model="small")  # the default applied: same call
     chat("Explain TCP", "small", 0.0)
-    assert len(calls) == 1
+    assert llm.calls == 1
     chat("Explain TCP", model="large")
     chat("Explain TCP", temperature=0.7)
-    assert len(calls) == 3
+    assert llm.calls == 3
 
 
 def test_ignored_arguments_are_not_in_the_key(cache: MultiLevelCache, llm: Counter) -> None:
@@ -167,23 +165,21 @@ def test_no_prompt_argument_is_a_clear_error() -> None:
         cache_by_intent(ignore=["client"])(lambda prompt: prompt)
 
 
-def test_exceptions_propagate_and_are_not_cached(cache: MultiLevelCache) -> None:
+def test_exceptions_propagate_and_are_not_cached(cache: MultiLevelCache, llm: Counter) -> None:
     """An exception reaches the caller unchanged and the next call tries again."""
-    attempts = 0
 
     @cache_by_intent(cache=cache)
     def flaky(prompt: str) -> str:
-        nonlocal attempts
-        attempts += 1
-        if attempts == 1:
+        answer = llm(prompt)
+        if llm.calls == 1:
             raise TimeoutError("upstream timed out")
-        return "ok"
+        return answer
 
     with pytest.raises(TimeoutError, match="upstream timed out"):
         flaky("Explain RAID")
-    assert flaky("Explain RAID") == "ok"
-    assert flaky("Explain RAID") == "ok"
-    assert attempts == 2
+    assert flaky("Explain RAID") == "answer #2 to Explain RAID"
+    assert flaky("Explain RAID") == "answer #2 to Explain RAID"
+    assert llm.calls == 2
 
 
 def test_wrong_arguments_raise_the_functions_own_error(cache: MultiLevelCache) -> None:
@@ -448,19 +444,17 @@ def test_repeated_scalar_calls_keep_types_apart(cache: MultiLevelCache, llm: Cou
     assert len(set(answers)) == 5
 
 
-def test_a_result_the_codec_cannot_encode_is_returned(cache: MultiLevelCache) -> None:
+def test_a_result_the_codec_cannot_encode_is_returned(cache: MultiLevelCache, llm: Counter) -> None:
     """A string that cannot be stored (a lone surrogate) is returned as is, not stored."""
-    calls = 0
 
     @cache_by_intent(cache=cache)
     def chat(prompt: str) -> str:
-        nonlocal calls
-        calls += 1
-        return "bad \ud800 surrogate"
+        return llm(prompt) + " \ud800"
 
     with capture_logs() as events:
-        assert chat("Explain encodings") == "bad \ud800 surrogate"
-    assert chat("Explain encodings") == "bad \ud800 surrogate" and calls == 2
+        assert chat("Explain encodings") == "answer #1 to Explain encodings \ud800"
+    assert chat("Explain encodings") == "answer #2 to Explain encodings \ud800"
+    assert llm.calls == 2
     skipped = [e for e in events if e["event"] == "cache.bypass"]
     assert [e["reason"] for e in skipped] == ["unsupported_result"]
 
@@ -477,20 +471,18 @@ class _Score(enum.IntEnum):
     "result", [_Label.SPAM, _Score.HIGH, collections.Counter({"a": 2}), (1, 2), {1: "a"}]
 )
 def test_results_that_would_change_type_are_not_stored(
-    cache: MultiLevelCache, result: object
+    cache: MultiLevelCache, llm: Counter, result: object
 ) -> None:
     """Enums, Counters, tuples, dicts with non-string keys: returned, never turned into
     plain JSON types on a later hit."""
-    calls = 0
 
     @cache_by_intent(cache=cache)
     def classify(prompt: str) -> object:
-        nonlocal calls
-        calls += 1
+        llm(prompt)
         return result
 
     first, second = classify("Explain spam"), classify("Explain spam")
-    assert first is result and second is result and calls == 2
+    assert first is result and second is result and llm.calls == 2
 
 
 def _wrong_classifier(prompt: str) -> CachePolicy:
@@ -521,21 +513,23 @@ class _BadArg:
     ],
 )
 def test_failing_decisions_make_the_call_uncached(
-    cache: MultiLevelCache, options: dict[str, Any], args: tuple[Any, ...], reason: str
+    cache: MultiLevelCache,
+    llm: Counter,
+    options: dict[str, Any],
+    args: tuple[Any, ...],
+    reason: str,
 ) -> None:
     """A classifier, prompt reader or argument hook that fails never fails the call: it
     runs uncached, with a warning that says why."""
-    calls = 0
 
     @cache_by_intent(cache=cache, **options)
     def chat(prompt: Any, extra: Any = None) -> str:
-        nonlocal calls
-        calls += 1
-        return "answer"
+        return llm(prompt)
 
     with capture_logs() as events:
-        assert chat(*args) == chat(*args) == "answer"
-    assert calls == 2
+        assert chat(*args) == "answer #1 to Explain"
+        assert chat(*args) == "answer #2 to Explain"
+    assert llm.calls == 2
     bypasses = [e for e in events if e["event"] == "cache.bypass"]
     assert {(e["reason"], e["log_level"]) for e in bypasses} == {(reason, "warning")}
 
