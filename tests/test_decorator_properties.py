@@ -32,6 +32,8 @@ from llm_middleware.backends.memory import MemoryBackend
 from llm_middleware.policy import IntentRules
 from llm_middleware.testing import FakeClock
 
+from .support.llm import Counter
+
 PROMPTS = [
     "Explain B-trees",  # LONG
     "Summarize the report",  # SHORT
@@ -85,20 +87,19 @@ class DecoratorMachine(RuleBasedStateMachine):
         self.cache = MultiLevelCache(self.tiers, timer=self.clock)
         self.produced: dict[str, list[tuple[str, float]]] = defaultdict(list)
         self.guard = threading.Lock()
-        self.count = 0
+        self.llm = Counter()
         self.capture = LogCapture()
         structlog.configure(
             processors=[self.capture],
             wrapper_class=structlog.make_filtering_bound_logger(logging.INFO),
         )
-        produced, guard, clock = self.produced, self.guard, self.clock
+        produced, guard, clock, llm = self.produced, self.guard, self.clock, self.llm
 
         @cache_by_intent(cache=self.cache, stale_ttl=STALE)
         def chat(messages: Chat) -> str:
             seen = content_of(messages)
-            with guard:
-                self.count += 1
-                answer = f"answer #{self.count} to {seen}"
+            with guard:  # the answer and its record at once
+                answer = llm(seen)
                 produced[seen].append((answer, clock()))
             return answer
 
