@@ -19,12 +19,15 @@ from llm_middleware import MultiLevelCache, StampedeLock, cache_by_intent
 from llm_middleware.backends.memory import MemoryBackend
 from llm_middleware.testing import FakeClock
 
+from .support.llm import Counter
+
 Chat = list[dict[str, str]]
 
 
-def say(history: Chat) -> str:
-    """What a deterministic LLM answers to a conversation: its whole content."""
-    return "reply to " + " / ".join(message["content"] for message in history)
+def text(history: Chat) -> str:
+    """A conversation as the stand-in LLM is asked it: its whole content, read at once
+    (what it was asked is what the call read)."""
+    return " / ".join(message["content"] for message in history)
 
 
 def opening() -> Chat:
@@ -51,17 +54,15 @@ def wait_until(condition: Any) -> None:
 
 
 def test_async_stale_refresh_reads_the_arguments_as_they_were(
-    one_tier: MultiLevelCache, clock: FakeClock
+    one_tier: MultiLevelCache, clock: FakeClock, llm: Counter
 ) -> None:
     """The chat loop appends to ``history`` right after a stale answer: the refresh,
     which runs once the caller yields, still answers the conversation the key stands
     for, and that is what the old conversation is served afterwards."""
-    calls: list[Chat] = []
 
     @cache_by_intent(cache=one_tier, stale_ttl=600)
     async def chat(messages: Chat) -> str:
-        calls.append([dict(m) for m in messages])
-        return say(messages) + f" #{len(calls)}"
+        return llm(text(messages))
 
     async def scenario() -> str:
         history = opening()
@@ -69,44 +70,42 @@ def test_async_stale_refresh_reads_the_arguments_as_they_were(
         clock.advance(301)  # SHORT: 300 s, now stale
         follow_up(history, await chat(history))  # stale: a refresh is scheduled
         for _ in range(1000):  # the refresh runs as soon as we yield
-            if len(calls) == 2:
+            if llm.calls == 2:
                 break
             await asyncio.sleep(0.001)
         for _ in range(100):  # and stores right after its call
             answer = await chat(opening())
-            if answer.endswith("#2"):
+            if answer.startswith("answer #2 "):
                 break
             await asyncio.sleep(0.001)
         return answer
 
-    assert asyncio.run(scenario()) == say(opening()) + " #2"
-    assert calls[1] == opening()
+    assert asyncio.run(scenario()) == f"answer #2 to {text(opening())}"
+    assert llm.prompts[1] == text(opening())
 
 
 def test_sync_stale_refresh_reads_the_arguments_as_they_were(
-    one_tier: MultiLevelCache, clock: FakeClock
+    one_tier: MultiLevelCache, clock: FakeClock, llm: Counter
 ) -> None:
     """In threads the refresh may read its arguments after the caller changed them:
     it reads a snapshot instead."""
     read = threading.Event()
-    calls: list[Chat] = []
 
     @cache_by_intent(cache=one_tier, stale_ttl=600)
     def chat(messages: Chat) -> str:
-        if calls:  # the refresh: it reads its arguments only once the caller moved on
+        if llm.calls:  # the refresh: it reads its arguments only once the caller moved on
             read.wait(5)
-        calls.append([dict(m) for m in messages])
-        return say(messages) + f" #{len(calls)}"
+        return llm(text(messages))
 
     history = opening()
     chat(history)
     clock.advance(301)
     follow_up(history, chat(history))
     read.set()
-    wait_until(lambda: len(calls) == 2)
-    assert calls[1] == opening()
-    wait_until(lambda: chat(opening()).endswith("#2"))
-    assert chat(opening()) == say(opening()) + " #2"
+    wait_until(lambda: llm.calls == 2)
+    assert llm.prompts[1] == text(opening())
+    wait_until(lambda: chat(opening()).startswith("answer #2 "))
+    assert chat(opening()) == f"answer #2 to {text(opening())}"
 
 
 def test_async_stale_refresh_through_wrap_openai_answers_the_old_conversation(
@@ -139,18 +138,17 @@ def test_async_stale_refresh_through_wrap_openai_answers_the_old_conversation(
     assert [r["messages"] for r in requests] == [opening(), opening()]
 
 
-def test_shared_call_reads_the_arguments_as_they_were(cache: MultiLevelCache) -> None:
+def test_shared_call_reads_the_arguments_as_they_were(cache: MultiLevelCache, llm: Counter) -> None:
     """Another thread of the application changes the leader's ``history`` while its
     call waits: the call, whose answer is shared and stored, still answers the
     content the key stands for."""
     release = threading.Event()
-    calls: list[Chat] = []
+    answer = f"answer #1 to {text(opening())}"
 
     @cache_by_intent(cache=cache)
     def chat(messages: Chat) -> str:
         release.wait(5)
-        calls.append([dict(m) for m in messages])
-        return say(messages)
+        return llm(text(messages))
 
     history = opening()
     with ThreadPoolExecutor(2) as pool:
@@ -161,10 +159,10 @@ def test_shared_call_reads_the_arguments_as_they_were(cache: MultiLevelCache) ->
         time.sleep(0.05)  # the follower waits on the leader's call
         follow_up(history, "(typed meanwhile)")
         release.set()
-        assert follower.result(5) == say(opening())
-        assert leader.result(5) == say(opening())
-    assert calls[0] == opening()
-    assert chat(opening()) == say(opening())
+        assert follower.result(5) == answer
+        assert leader.result(5) == answer
+    assert llm.prompts[0] == text(opening())
+    assert chat(opening()) == answer
 
 
 class LockingMemory(MemoryBackend):
@@ -188,17 +186,17 @@ class LockingMemory(MemoryBackend):
             return True
 
 
-def test_call_after_waiting_on_a_lock_reads_the_arguments_as_they_were(clock: FakeClock) -> None:
+def test_call_after_waiting_on_a_lock_reads_the_arguments_as_they_were(
+    clock: FakeClock, llm: Counter
+) -> None:
     """A caller waits on another process's lock; meanwhile its ``history`` changes;
     when the lock is gone it calls, on the content its key stands for."""
     tier = LockingMemory(clock)
     cache = MultiLevelCache([tier], timer=clock)
-    calls: list[Chat] = []
 
     @cache_by_intent(cache=cache, lock=StampedeLock(wait=1.0, poll=0.01))
     def chat(messages: Chat) -> str:
-        calls.append([dict(m) for m in messages])
-        return say(messages)
+        return llm(text(messages))
 
     key_probe: list[str] = []
     original_add = tier.add
@@ -212,7 +210,6 @@ def test_call_after_waiting_on_a_lock_reads_the_arguments_as_they_were(clock: Fa
     chat(opening())  # learn the key, then forget the answer
     lock_key = key_probe[0]
     tier.delete(lock_key.removesuffix(":lock"))
-    calls.clear()
     tier.set(lock_key, b"1", 30)  # another process holds the lock
     tier.read.clear()
     with ThreadPoolExecutor(1) as pool:
@@ -220,29 +217,29 @@ def test_call_after_waiting_on_a_lock_reads_the_arguments_as_they_were(clock: Fa
         assert tier.read.wait(5)  # the key is made: the waiter reads the tier
         follow_up(history, "(typed meanwhile)")
         tier.delete(lock_key)  # the other process gave up
-        assert waiter.result(10) == say(opening())
-    assert calls == [opening()]
+        assert waiter.result(10) == f"answer #2 to {text(opening())}"
+    assert llm.prompts == [text(opening())] * 2  # learning the key, then the waiter's call
 
 
 def tokens(text: str) -> Iterator[str]:
     yield from text.split()
 
 
-def test_concurrent_calls_never_share_a_one_shot_result(cache: MultiLevelCache) -> None:
+def test_concurrent_calls_never_share_a_one_shot_result(
+    cache: MultiLevelCache, llm: Counter
+) -> None:
     """A token generator cannot be handed to two callers: each caller that joins the
     call makes its own and reads every word; nothing is stored."""
     started = threading.Event()
     release = threading.Event()
-    calls = 0
 
     @cache_by_intent(cache=cache)
     def stream(prompt: str) -> Iterator[str]:
-        nonlocal calls
-        calls += 1
-        if calls == 1:
+        answer = llm(prompt)
+        if llm.calls == 1:
             started.set()
             release.wait(5)
-        return tokens("one two three four")
+        return tokens(answer)
 
     with ThreadPoolExecutor(3) as pool:
         first = pool.submit(lambda: list(stream("Write a poem")))
@@ -251,42 +248,37 @@ def test_concurrent_calls_never_share_a_one_shot_result(cache: MultiLevelCache) 
         time.sleep(0.1)  # they join the leader's call
         release.set()
         results = [first.result(5)] + [other.result(5) for other in others]
-    assert results == [["one", "two", "three", "four"]] * 3
-    assert calls == 3
+    assert sorted(results) == [f"answer #{n} to Write a poem".split() for n in (1, 2, 3)]
+    assert llm.calls == 3
 
 
-def test_concurrent_async_calls_never_share_a_one_shot_result(cache: MultiLevelCache) -> None:
+def test_concurrent_async_calls_never_share_a_one_shot_result(
+    cache: MultiLevelCache, llm: Counter
+) -> None:
     """The same with tasks (deterministic: all three join before the call runs)."""
-    calls = 0
 
     @cache_by_intent(cache=cache)
     async def stream(prompt: str) -> Iterator[str]:
-        nonlocal calls
-        calls += 1
-        await asyncio.sleep(0)
-        return tokens("one two three four")
+        return tokens(await llm.acall(prompt))
 
     async def scenario() -> list[list[str]]:
         results = await asyncio.gather(*(stream("Write a poem") for _ in range(3)))
         return [list(result) for result in results]
 
-    assert asyncio.run(scenario()) == [["one", "two", "three", "four"]] * 3
-    assert calls == 3
+    results = asyncio.run(scenario())
+    assert sorted(results) == [f"answer #{n} to Write a poem".split() for n in (1, 2, 3)]
+    assert llm.calls == 3
 
 
-def test_a_cancelled_async_leaders_answer_is_stored(cache: MultiLevelCache) -> None:
+def test_a_cancelled_async_leaders_answer_is_stored(cache: MultiLevelCache, llm: Counter) -> None:
     """The leader is cancelled while its call runs; the follower gets the answer, and
     so does the next identical call -- from the cache, without calling again. The
     leader's caller changed its ``history`` after the cancellation: what is stored is
     the answer for the content the key stands for."""
-    calls = 0
 
     @cache_by_intent(cache=cache)
     async def chat(messages: Chat) -> str:
-        nonlocal calls
-        calls += 1
-        await asyncio.sleep(0.05)
-        return say(messages)
+        return await llm.acall(text(messages), delay=0.05)
 
     async def scenario() -> tuple[str, str]:
         history = opening()
@@ -304,25 +296,22 @@ def test_a_cancelled_async_leaders_answer_is_stored(cache: MultiLevelCache) -> N
         return received, await chat(opening())
 
     received, later = asyncio.run(scenario())
-    assert received == later == say(opening())
-    assert calls == 1
+    assert received == later == f"answer #1 to {text(opening())}"
+    assert llm.calls == 1
 
 
 SPINS = 2  # event-loop turns: the call is over, the leader not resumed
 
 
 def test_a_leader_cancelled_as_its_call_ends_still_has_the_answer_stored(
-    cache: MultiLevelCache,
+    cache: MultiLevelCache, llm: Counter
 ) -> None:
     """The leader is cancelled after the shared call finished but before it resumed to
     store the answer: the answer is stored all the same."""
-    calls = 0
 
     @cache_by_intent(cache=cache)
     async def chat(prompt: str) -> str:
-        nonlocal calls
-        calls += 1
-        return f"answer #{calls}"
+        return llm(prompt)
 
     async def scenario() -> str:
         leader = asyncio.ensure_future(chat("Explain cancellation"))
@@ -335,4 +324,4 @@ def test_a_leader_cancelled_as_its_call_ends_still_has_the_answer_stored(
             await asyncio.sleep(0)
         return str(await chat("Explain cancellation"))
 
-    assert asyncio.run(scenario()) == "answer #1" and calls == 1
+    assert asyncio.run(scenario()) == "answer #1 to Explain cancellation" and llm.calls == 1
