@@ -17,6 +17,7 @@ from llm_middleware.backends.memory import MemoryBackend
 from llm_middleware.cli import main
 from llm_middleware.encryption import ENCRYPTION_KEY_ENV, generate_key, key_id
 from llm_middleware.testing import FakeClock
+from tests.support.llm import Counter
 from tests.support.memcached_servers import MemcachedServer
 from tests.support.redis_servers import RedisServer
 from tests.support.second_process import ask_in_a_new_process
@@ -118,50 +119,46 @@ def test_redis_holds_no_plaintext(redis_server: RedisServer) -> None:
     cache.close()
 
 
-def test_entry_moved_to_another_key_is_a_miss(clock: FakeClock) -> None:
+def test_entry_moved_to_another_key_is_a_miss(clock: FakeClock, llm: Counter) -> None:
     """The cache key is bound to the ciphertext: an entry copied under another key does not
     decrypt there; it is a miss, logged and deleted."""
     shared = MemoryBackend(timer=clock, shared=True)
     cache = MultiLevelCache([shared], timer=clock, encryption_key=NEW)
-    calls: list[str] = []
 
     @cache_by_intent(cache=cache)
     def chat(prompt: str) -> str:
-        calls.append(prompt)
-        return confidential(prompt)
+        return confidential(llm(prompt))
 
     alice, bob = stored_key(chat, "Explain Alice's results"), stored_key(chat, "Explain Bob's")
     shared.set(bob, shared.get(alice) or b"", 60)  # Bob's key now holds Alice's entry
     with capture_logs() as events:
-        assert chat("Explain Bob's") == confidential("Explain Bob's")
-    assert errors(events) == ["decrypt_failed"] and len(calls) == 3
+        assert chat("Explain Bob's") == confidential("answer #3 to Explain Bob's")
+    assert errors(events) == ["decrypt_failed"] and llm.calls == 3
     assert kid_of(shared.get(bob)) == key_id(base64.b64decode(NEW))  # replaced by Bob's own
 
 
-def test_changed_byte_and_plain_entry_are_misses(clock: FakeClock) -> None:
+def test_changed_byte_and_plain_entry_are_misses(clock: FakeClock, llm: Counter) -> None:
     """A flipped ciphertext byte does not decrypt; a plain entry in an encrypted tier is
     refused (``unencrypted``): both are misses."""
     shared = MemoryBackend(timer=clock, shared=True)
-    calls: list[str] = []
 
-    def llm(prompt: str) -> str:
-        calls.append(prompt)
-        return confidential(prompt)
+    def ask(prompt: str) -> str:
+        return confidential(llm(prompt))
 
-    # one name for both: llm captures ``calls``, whose content differs between them
-    plain = cache_by_intent(cache=MultiLevelCache([shared], timer=clock), name="llm")(llm)
+    # one name for both: the same function, under the same key in either cache
+    plain = cache_by_intent(cache=MultiLevelCache([shared], timer=clock), name="ask")(ask)
     key = stored_key(plain, "Explain it")
     sealed_cache = MultiLevelCache([shared], timer=clock, encryption_key=NEW)
-    sealed = cache_by_intent(cache=sealed_cache, name="llm")(llm)
+    sealed = cache_by_intent(cache=sealed_cache, name="ask")(ask)
     with capture_logs() as events:
         sealed("Explain it")
     data = bytearray(shared.get(key) or b"")
     data[-1] ^= 1
     shared.set(key, bytes(data), 60)
     with capture_logs() as more:
-        assert sealed("Explain it") == confidential("Explain it")
+        assert sealed("Explain it") == confidential("answer #3 to Explain it")
     assert errors(events) + errors(more) == ["unencrypted", "decrypt_failed"]
-    assert len(calls) == 3
+    assert llm.calls == 3
 
 
 def mutations(original: bytes) -> st.SearchStrategy[bytes]:
@@ -188,48 +185,46 @@ def test_any_change_to_a_sealed_entry_is_a_miss(data: st.DataObject) -> None:
     """No change to a sealed entry survives: it is refused before it is decoded."""
     clock = FakeClock(1_000_000.0)
     shared = MemoryBackend(timer=clock, shared=True)
-    calls: list[str] = []
+    llm = Counter()  # one per example (hypothesis runs the test many times)
 
     @cache_by_intent(cache=MultiLevelCache([shared], timer=clock, encryption_key=NEW))
     def chat(prompt: str) -> str:
-        calls.append(prompt)
-        return f"{confidential(prompt)} #{len(calls)}"
+        return confidential(llm(prompt))
 
     key = stored_key(chat, "Explain tampering")
     original = shared.get(key) or b""
     mutated = data.draw(mutations(original).filter(lambda m: m != original))
     shared.set(key, mutated, 60)
     with capture_logs() as events:
-        assert chat("Explain tampering").endswith("#2")
+        assert chat("Explain tampering") == confidential("answer #2 to Explain tampering")
     assert errors(events) in (["decrypt_failed"], ["unknown_key"], ["unencrypted"])
 
 
-def test_rotation(clock: FakeClock) -> None:
+def test_rotation(clock: FakeClock, llm: Counter) -> None:
     """An entry sealed under an older listed key is a hit, sealed again under the newest
     once; once its key leaves the list it is a miss (``unknown_key``), deleted."""
     shared = MemoryBackend(timer=clock, shared=True)
-    calls: list[str] = []
 
     def with_keys(keys: object) -> object:
         cache = MultiLevelCache([shared], timer=clock, encryption_key=keys)  # type: ignore[arg-type]
 
-        @cache_by_intent(cache=cache, name="chat")  # one function, whatever ``calls`` holds
+        @cache_by_intent(cache=cache, name="chat")  # one function, whatever the cache
         def chat(prompt: str) -> str:
-            calls.append(prompt)
-            return confidential(prompt)
+            return confidential(llm(prompt))
 
         return chat
 
     key = stored_key(with_keys(OLD), "Explain rotation")
     rotated = with_keys(f"{NEW},{OLD}")
-    assert rotated("Explain rotation") == confidential("Explain rotation")  # type: ignore[operator]
+    answer = confidential("answer #1 to Explain rotation")
+    assert rotated("Explain rotation") == answer  # type: ignore[operator]
     resealed = shared.get(key)
-    assert kid_of(resealed) == key_id(base64.b64decode(NEW)) and len(calls) == 1
+    assert kid_of(resealed) == key_id(base64.b64decode(NEW)) and llm.calls == 1
     rotated("Explain rotation")  # type: ignore[operator]
     assert shared.get(key) == resealed  # once: a hit under the newest key is not rewritten
     with capture_logs() as events:
         with_keys([NEWER])("Explain rotation")  # type: ignore[operator]
-    assert errors(events) == ["unknown_key"] and len(calls) == 2
+    assert errors(events) == ["unknown_key"] and llm.calls == 2
     assert kid_of(shared.get(key)) == key_id(base64.b64decode(NEWER))
 
 
@@ -308,22 +303,21 @@ def test_configure_and_keygen(capsys: pytest.CaptureFixture[str]) -> None:
         configure(encryption_key=one)
 
 
-def test_async_calls_encrypt_too(clock: FakeClock) -> None:
+def test_async_calls_encrypt_too(clock: FakeClock, llm: Counter) -> None:
     """An async function's answers are sealed and opened the same way."""
     shared = MemoryBackend(timer=clock, shared=True)
     cache = MultiLevelCache([shared], timer=clock, encryption_key=NEW)
-    calls: list[str] = []
 
     @cache_by_intent(cache=cache)
     async def chat(prompt: str) -> str:
-        calls.append(prompt)
-        return confidential(prompt)
+        return confidential(llm(prompt))
 
+    answer = confidential("answer #1 to Explain async")
     with capture_logs() as events:
-        assert asyncio.run(chat("Explain async")) == confidential("Explain async")
+        assert asyncio.run(chat("Explain async")) == answer
     no_plaintext(shared.get(str(events[-1]["key"])) or b"")
-    assert asyncio.run(chat("Explain async")) == confidential("Explain async")
-    assert len(calls) == 1
+    assert asyncio.run(chat("Explain async")) == answer
+    assert llm.calls == 1
 
 
 class DictBackend:
