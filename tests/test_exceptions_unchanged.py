@@ -11,6 +11,8 @@ import pytest
 
 from llm_middleware import MultiLevelCache, bypass, cache_by_intent
 
+from .support.llm import Counter
+
 SPECIAL: list[Callable[[], BaseException]] = [
     lambda: StopIteration("the end"),
     lambda: StopAsyncIteration("the async end"),
@@ -81,17 +83,16 @@ def test_special_exceptions_propagate_unchanged_from_async_functions(
 
 
 def test_a_generator_function_raising_stop_iteration_is_not_cached(
-    cache: MultiLevelCache,
+    cache: MultiLevelCache, llm: Counter
 ) -> None:
     """StopIteration on a miss closes no flight: the next identical call calls again."""
-    calls: list[int] = []
 
     @cache_by_intent(cache=cache)
     def chat(prompt: str) -> Iterator[str]:
-        calls.append(1)
+        llm(prompt)
         raise StopIteration
 
     for _ in range(2):
         with pytest.raises(StopIteration):
             chat("Summarize the report")
-    assert len(calls) == 2
+    assert llm.calls == 2

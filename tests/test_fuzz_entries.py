@@ -35,6 +35,8 @@ from llm_middleware.codec import Codec, Envelope, InvalidEntry
 from llm_middleware.signing import Signer
 from llm_middleware.testing import FakeClock
 
+from .support.llm import Counter
+
 SECRET = "fuzz-secret"
 PROMPT = "Explain cache poisoning"  # a LONG prompt: stored in every tier
 SIGNATURE_REASONS = {"unsigned", "unknown_key", "bad_signature"}
@@ -65,12 +67,11 @@ class Rig:
         self.cache = MultiLevelCache(
             list(self.tiers), timer=self.clock, secret=SECRET if signed else None
         )
-        self.calls = 0
+        self.llm = Counter()
         padding = " lorem ipsum dolor" * 400 if long_answers else ""  # > 4 KiB: compressed
 
         def answer(prompt: str) -> str:
-            self.calls += 1
-            return f"answer #{self.calls} to {prompt}{padding}"
+            return self.llm(prompt) + padding
 
         if is_async:
 
@@ -152,9 +153,9 @@ def test_any_change_to_a_signed_entry_is_refused(long_answers: bool) -> None:
     @given(mutations(rig.valid), st.sampled_from([0, 1]))
     def check(data: bytes, tier: int) -> None:
         rig.plant(data, tier)
-        before = rig.calls
+        before = rig.llm.calls
         answer, events = rig.call()  # never raises
-        assert rig.calls == before + 1 and answer.startswith(f"answer #{rig.calls} to ")
+        assert rig.llm.calls == before + 1 and answer.startswith(f"answer #{rig.llm.calls} to ")
         [(where, reason)] = errors_of(events)
         assert where == f"L{tier + 1}" and reason in SIGNATURE_REASONS
         assert rig.tiers[tier].deleted == [rig.key]
@@ -173,16 +174,16 @@ def test_unsigned_entries_are_refused_unless_well_formed(long_answers: bool) -> 
     def check(data: bytes, tier: int) -> None:
         rig.plant(data, tier)
         seen = what_a_reader_sees(data)
-        before = rig.calls
+        before = rig.llm.calls
         answer, events = rig.call()  # never raises
         if isinstance(seen, str):  # refused: a miss, logged with the reason, deleted
-            assert rig.calls == before + 1 and answer.startswith(f"answer #{rig.calls} to ")
+            assert rig.llm.calls == before + 1 and answer.startswith(f"answer #{rig.llm.calls} to ")
             assert errors_of(events) == [(f"L{tier + 1}", seen)]
             assert rig.tiers[tier].deleted == [rig.key]
         elif seen.expires <= rig.clock():  # well-formed but expired: a plain miss
-            assert rig.calls == before + 1 and errors_of(events) == []
+            assert rig.llm.calls == before + 1 and errors_of(events) == []
         else:  # well-formed: served as stored (only a secret tells it from the original)
-            assert rig.calls == before and errors_of(events) == []
+            assert rig.llm.calls == before and errors_of(events) == []
             assert type(answer) is str and answer == seen.value
 
     check()
@@ -241,7 +242,7 @@ def test_known_bad_entries_are_refused_with_their_reason(case: str, driver: str)
     for tier in (0, 1):
         rig.plant(data, tier)
         answer, events = rig.call()
-        assert answer == f"answer #{rig.calls} to {PROMPT}"
+        assert answer == f"answer #{rig.llm.calls} to {PROMPT}"
         [(where, reason)] = errors_of(events)
         assert where == f"L{tier + 1}" and reason in KNOWN_BAD_REASONS[case]
         assert rig.tiers[tier].deleted == [rig.key]
@@ -287,7 +288,7 @@ def test_without_a_secret_a_rewritten_answer_is_served() -> None:
     rig = Rig(signed=False)
     rig.plant(rig.valid.replace(b"answer #1", b"answer #X"), 1)
     answer, events = rig.call()
-    assert answer == f"answer #X to {PROMPT}" and rig.calls == 1 and errors_of(events) == []
+    assert answer == f"answer #X to {PROMPT}" and rig.llm.calls == 1 and errors_of(events) == []
 
 
 def _envelope(**fields: object) -> bytes:

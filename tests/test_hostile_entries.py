@@ -20,6 +20,8 @@ from llm_middleware.backends.memory import MemoryBackend
 from llm_middleware.codec import MAX_DECOMPRESSED_BYTES
 from llm_middleware.testing import FakeClock
 
+from .support.llm import Counter
+
 PROMPT = "Explain cache poisoning"  # LONG: stored in every tier
 MiB = 1024 * 1024
 
@@ -51,12 +53,11 @@ class Rig:
     def __init__(self, clock: FakeClock, tiers: list[Any] | None = None) -> None:
         self.tiers = tiers or [ItemTier(clock), ItemTier(clock)]
         self.cache = MultiLevelCache(self.tiers, timer=clock)
-        self.calls = 0
+        self.llm = Counter()
 
         @cache_by_intent(cache=self.cache)
         def chat(prompt: str) -> str:
-            self.calls += 1
-            return f"answer #{self.calls}"
+            return self.llm(prompt)
 
         self.chat = chat
         with capture_logs() as events:
@@ -97,11 +98,11 @@ def test_an_out_of_range_field_in_a_planted_entry_is_a_miss_on_every_hit_path(
     rig = Rig(clock)
     planted = json.dumps(OUT_OF_RANGE[case](rig.valid)).encode()
     rig.plant(planted, tier)
-    assert rig.chat(PROMPT) == "answer #2"  # the short path (INFO)
+    assert rig.chat(PROMPT) == f"answer #2 to {PROMPT}"  # the short path (INFO)
     assert errors(info_events) == [(f"L{tier + 1}", "out_of_range")]
     rig.plant(planted, tier)
     with capture_logs() as events:  # the full lookup (debug events wanted)
-        assert rig.chat(PROMPT) == "answer #3"
+        assert rig.chat(PROMPT) == f"answer #3 to {PROMPT}"
     assert errors(events) == [(f"L{tier + 1}", "out_of_range")]
 
 
@@ -135,13 +136,13 @@ def test_a_planted_compression_bomb_costs_no_more_than_the_tiers_limit(
             peak = tracemalloc.get_traced_memory()[1]
         finally:
             tracemalloc.stop()
-        assert answer == f"answer #{rig.calls}"
+        assert answer == f"answer #{rig.llm.calls} to {PROMPT}"
         assert errors(info_events)[-1] == (f"L{tier + 1}", "too_large")
         assert peak < 3 * limit, f"{peak / MiB:.0f} MiB allocated for one call"
 
 
 def test_the_inflation_limit_is_a_tier_setting_and_stores_respect_it(
-    clock: FakeClock,
+    clock: FakeClock, llm: Counter
 ) -> None:
     """``max_inflated_bytes`` on a backend sets its limit; an honest answer that would
     inflate past it is not stored there (``too_large``), so it is never a miss there
@@ -149,13 +150,11 @@ def test_the_inflation_limit_is_a_tier_setting_and_stores_respect_it(
     small, large = MemoryBackend(maxsize=100, timer=clock), MemoryBackend(maxsize=100, timer=clock)
     small.max_inflated_bytes = 64 * 1024  # type: ignore[attr-defined]
     cache = MultiLevelCache([small, large], timer=clock)
-    calls = 0
 
     @cache_by_intent(cache=cache)
     def chat(prompt: str) -> str:
-        nonlocal calls
-        calls += 1
-        return "lorem ipsum dolor " * 10_000  # 180 kB of JSON, compressed to a few kB
+        padding = " lorem ipsum dolor" * 10_000  # 180 kB of JSON, compressed to a few kB
+        return llm(prompt) + padding
 
     with capture_logs() as events:
         chat(PROMPT)
@@ -164,7 +163,7 @@ def test_the_inflation_limit_is_a_tier_setting_and_stores_respect_it(
     for _ in range(3):  # a hit in L2, never promoted to L1: no miss there either
         with capture_logs() as events:
             chat(PROMPT)
-        assert calls == 1 and not errors(events)
+        assert llm.calls == 1 and not errors(events)
         [result] = [e for e in events if e["event"] == "cache.result"]
         assert result["tier"] == "L2"
 
