@@ -11,6 +11,8 @@ import pytest
 
 from llm_middleware import DecorationError, MultiLevelCache, cache_by_intent
 
+from .support.llm import Counter
+
 
 def make_bot(cache: MultiLevelCache, system: str) -> Any:
     @cache_by_intent(cache=cache)
@@ -138,15 +140,14 @@ def test_an_async_partial_is_cached_too(cache: MultiLevelCache) -> None:
 
 
 class Bot:
-    """A callable instance whose answers depend on its state."""
+    """A callable instance whose answers depend on its state (``system``)."""
 
-    def __init__(self, system: str) -> None:
+    def __init__(self, system: str, llm: Counter) -> None:
         self.system = system
-        self.calls = 0
+        self.llm = llm
 
     def __call__(self, prompt: str) -> str:
-        self.calls += 1
-        return f"{self.system}: {prompt}"
+        return f"{self.system}: {self.llm(prompt)}"
 
     def __cache_key__(self) -> str:
         return self.system
@@ -158,33 +159,32 @@ class Plain:
 
 
 def test_a_callable_instance_is_cached_by_its_class_and_cache_key(
-    cache: MultiLevelCache,
+    cache: MultiLevelCache, llm: Counter
 ) -> None:
     """Decorating a callable instance works; its ``__cache_key__`` joins every key."""
-    pirate_bot, lawyer_bot = Bot("pirate"), Bot("lawyer")
+    pirate_bot, lawyer_bot = Bot("pirate", llm), Bot("lawyer", llm)
     pirate, lawyer = (
         cache_by_intent(cache=cache)(pirate_bot),
         cache_by_intent(cache=cache)(lawyer_bot),
     )
-    assert pirate("Explain x") == "pirate: Explain x"
-    assert lawyer("Explain x") == "lawyer: Explain x"
-    assert pirate("Explain x") == "pirate: Explain x" and pirate_bot.calls == 1
+    assert pirate("Explain x") == "pirate: answer #1 to Explain x"
+    assert lawyer("Explain x") == "lawyer: answer #2 to Explain x"
+    assert pirate("Explain x") == "pirate: answer #1 to Explain x" and llm.calls == 2
     pirate_bot.system = "lawyer"  # its state changed: read on every call
-    assert pirate("Explain x") == "lawyer: Explain x" and pirate_bot.calls == 1
+    assert pirate("Explain x") == "lawyer: answer #2 to Explain x" and llm.calls == 2
     plain = cache_by_intent(cache=cache)(Plain())
     assert plain("Explain x") == plain("Explain x") == "plain: Explain x"
 
 
 def test_a_stateful_callable_instance_is_never_refreshed_from_changed_state(
-    cache: MultiLevelCache, clock: Any
+    cache: MultiLevelCache, clock: Any, llm: Counter
 ) -> None:
     """Its state cannot be snapshotted: a stale entry is not served (no background
     refresh could answer for the state the key stands for)."""
-    bot = Bot("pirate")
-    cached = cache_by_intent(cache=cache, stale_ttl=600)(bot)
+    cached = cache_by_intent(cache=cache, stale_ttl=600)(Bot("pirate", llm))
     cached("Summarize x")
     clock.advance(301)
-    assert cached("Summarize x") == "pirate: Summarize x" and bot.calls == 2
+    assert cached("Summarize x") == "pirate: answer #2 to Summarize x" and llm.calls == 2
 
 
 def test_a_closures_own_nonlocal_state_is_not_its_identity(cache: MultiLevelCache) -> None:
