@@ -26,6 +26,8 @@ from llm_middleware import MultiLevelCache, cache_by_intent
 from llm_middleware.backends.memory import MemoryBackend
 from llm_middleware.keys import UnkeyableError, make_key, namespace_part
 
+from .support.llm import Counter
+
 MEMCACHED_SAFE = re.compile(r"[\x21-\x7e]{1,250}")
 FEW = settings(max_examples=40, deadline=None)
 FEWER = settings(max_examples=20, deadline=None)
@@ -225,17 +227,16 @@ def test_nan_or_infinity_anywhere_is_unkeyable(value: Any) -> None:
 @given(NON_FINITE_SOMEWHERE)
 def test_a_call_with_nan_runs_uncached_with_a_warning(value: Any) -> None:
     """A NaN/inf argument: every call reaches the function, with a ``cache.bypass`` warning."""
-    calls: list[object] = []
+    llm = Counter()  # one per example (hypothesis runs the test many times)
     cache = MultiLevelCache([MemoryBackend(maxsize=10)])
 
     @cache_by_intent(cache=cache)
     def chat(prompt: str, options: Any) -> str:
-        calls.append(options)
-        return f"answer {len(calls)}"
+        return llm(prompt)
 
     with capture_logs() as events:
-        assert chat("Explain NaN", value) == "answer 1"
-        assert chat("Explain NaN", value) == "answer 2"
+        assert chat("Explain NaN", value) == "answer #1 to Explain NaN"
+        assert chat("Explain NaN", value) == "answer #2 to Explain NaN"
     bypasses = [(e["reason"], e["log_level"]) for e in events if e["event"] == "cache.bypass"]
     assert bypasses == [("unkeyable_argument", "warning")] * 2
     assert all(e["key"] is None for e in events)
