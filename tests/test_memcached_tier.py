@@ -18,6 +18,7 @@ pytest.importorskip("pymemcache")
 from llm_middleware import MultiLevelCache, cache_by_intent
 from llm_middleware.backends.memcached import MemcachedBackend
 from llm_middleware.backends.memory import MemoryBackend
+from tests.support.llm import Counter
 from tests.support.memcached_servers import MemcachedServer
 
 WORKER = """
@@ -75,35 +76,30 @@ def long_prompts(n: int) -> list[str]:
 
 
 def test_keys_spread_and_a_stopped_server_loses_only_its_share(
-    memcached_servers: list[MemcachedServer],
+    memcached_servers: list[MemcachedServer], llm: Counter
 ) -> None:
     """Keys shard over two servers; with one stopped, only its keys miss, and all calls answer."""
     a, b = memcached_servers
     backend = MemcachedBackend(servers=[a.address, b.address], timeout=0.5, dead_timeout=30)
     cache = MultiLevelCache([backend])
-    calls: list[str] = []
-
-    @cache_by_intent(cache=cache)
-    def chat(prompt: str) -> str:
-        calls.append(prompt)
-        return f"answer to {prompt}"
+    chat = cache_by_intent(cache=cache)(lambda prompt: llm(prompt))
 
     prompts = long_prompts(40)
-    for prompt in prompts:
-        chat(prompt)
+    stored = [chat(prompt) for prompt in prompts]
     on_a, on_b = a.stats()["curr_items"], b.stats()["curr_items"]
     assert on_a > 0 and on_b > 0 and on_a + on_b == 40
     b.stop()
     with capture_logs() as events:
         answers = [chat(prompt) for prompt in prompts]
-    assert answers == [f"answer to {p}" for p in prompts]
+    assert all(answer.endswith(f" to {p}") for answer, p in zip(answers, prompts, strict=True))
+    assert sum(answer == first for answer, first in zip(answers, stored, strict=True)) == on_a
     results = [e for e in events if e["event"] == "cache.result"]
     assert sum(e["outcome"] == "hit" for e in results) == on_a
-    assert len(calls) == 40 + on_b
+    assert llm.calls == 40 + on_b
     backend.close()
 
 
-def test_memcached_killed_during_200_calls(memcached_server: MemcachedServer) -> None:
+def test_memcached_killed_during_200_calls(memcached_server: MemcachedServer, llm: Counter) -> None:
     """Killing memcached mid-run fails no call and costs no call more than the timeout;
     once it is back, hits return."""
     timeout, dead_timeout = 0.25, 0.5
@@ -111,13 +107,7 @@ def test_memcached_killed_during_200_calls(memcached_server: MemcachedServer) ->
         servers=memcached_server.address, timeout=timeout, dead_timeout=dead_timeout
     )
     cache = MultiLevelCache([backend])
-    upstream = 0
-
-    @cache_by_intent(cache=cache)
-    def chat(prompt: str) -> str:
-        nonlocal upstream
-        upstream += 1
-        return f"answer to {prompt}"
+    chat = cache_by_intent(cache=cache)(lambda prompt: llm(prompt))
 
     prompts = long_prompts(10)
     slowest = 0.0
@@ -131,13 +121,14 @@ def test_memcached_killed_during_200_calls(memcached_server: MemcachedServer) ->
         prompt = prompts[i % len(prompts)]
         with capture_logs() as events:
             started = time.perf_counter()
-            assert chat(prompt) == f"answer to {prompt}"
+            assert chat(prompt).endswith(f" to {prompt}")
             slowest = max(slowest, time.perf_counter() - started)
         outcomes.append(next(e["outcome"] for e in events if e["event"] == "cache.result"))
     assert slowest < timeout * 2  # bounded by the timeout, never a hang
     assert outcomes[:10] == ["miss"] * 10 and set(outcomes[10:70]) == {"hit"}
     assert set(outcomes[70:140]) == {"miss"}  # down: every call answered by the function
     assert outcomes[-10:] == ["hit"] * 10  # back: stored again and served
+    assert llm.calls == outcomes.count("miss")  # every miss, and only a miss, was a call
     backend.close()
 
 
@@ -166,26 +157,24 @@ def test_hung_memcached_costs_one_timeout_then_is_skipped(
 
 
 def test_too_large_for_memcached_is_kept_in_memory_only(
-    memcached_server: MemcachedServer,
+    memcached_server: MemcachedServer, llm: Counter
 ) -> None:
     """A 2 MiB answer is returned and cached in memory, skipped in memcached with an event."""
     backend = MemcachedBackend(servers=memcached_server.address)
     cache = MultiLevelCache([MemoryBackend(maxsize=10), MemoryBackend(maxsize=10), backend])
     big = base64.b64encode(os.urandom(3 * 1024 * 1024 // 2)).decode()  # 2 MiB, incompressible
-    calls = 0
 
     @cache_by_intent(cache=cache)
     def chat(prompt: str) -> str:
-        nonlocal calls
-        calls += 1
-        return big
+        return f"{llm(prompt)}: {big}"
 
+    answer = f"answer #1 to Explain the whole internet: {big}"
     with capture_logs() as events:
-        assert chat("Explain the whole internet") == big
+        assert chat("Explain the whole internet") == answer
     skipped = [e for e in events if e["event"] == "cache.bypass"]
     assert [(e["reason"], e["tier"]) for e in skipped] == [("too_large", "L3")]
     store = next(e for e in events if e["event"] == "cache.store")
     assert store["tiers"] == ["L1", "L2"]
-    assert chat("Explain the whole internet") == big and calls == 1
+    assert chat("Explain the whole internet") == answer and llm.calls == 1
     assert memcached_server.stats()["curr_items"] == 0
     backend.close()
