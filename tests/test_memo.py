@@ -169,21 +169,20 @@ def test_scalar_arguments_of_equal_value_keep_their_own_answers(
         ]
 
 
-def test_async_repeated_hits(cache: MultiLevelCache, events: list[dict[str, Any]]) -> None:
+def test_async_repeated_hits(
+    cache: MultiLevelCache, llm: Counter, events: list[dict[str, Any]]
+) -> None:
     """The async short path answers, counts and reports like the sync one."""
-    calls = 0
 
     @cache_by_intent(cache=cache)
     async def chat(prompt: str) -> str:
-        nonlocal calls
-        calls += 1
-        return f"re: {prompt}"
+        return llm(prompt)
 
     async def main() -> list[str]:
         return [await chat("Explain asyncio") for _ in range(3)]
 
-    assert asyncio.run(main()) == ["re: Explain asyncio"] * 3
-    assert calls == 1
+    assert asyncio.run(main()) == ["answer #1 to Explain asyncio"] * 3
+    assert llm.calls == 1
     assert [e["outcome"] for e in _results(events)] == ["miss", "hit", "hit"]
     assert chat.cache_info()["hits"] == {"L1": 2}  # type: ignore[attr-defined]
 
@@ -223,24 +222,21 @@ def test_hits_from_many_threads_are_all_counted(cache: MultiLevelCache, llm: Cou
 
 
 def test_conversation_hits_count_report_and_obey_controls(
-    cache: MultiLevelCache, events: list[dict[str, Any]]
+    cache: MultiLevelCache, llm: Counter, events: list[dict[str, Any]]
 ) -> None:
     """Calls of chat messages hit, count and report alike, and obey the controls."""
-    calls = 0
 
     @cache_by_intent(cache=cache)
     def chat(messages: list[dict[str, str]]) -> str:
-        nonlocal calls
-        calls += 1
-        return f"answer {calls}"
+        return llm(messages[-1]["content"])
 
     messages = [{"role": "user", "content": "Explain DNS"}]
-    assert chat(messages) == chat(messages) == chat(list(messages)) == "answer 1"
+    assert chat(messages) == chat(messages) == chat(list(messages)) == "answer #1 to Explain DNS"
     with refresh():
-        assert chat(messages) == "answer 2"
+        assert chat(messages) == "answer #2 to Explain DNS"
     with use_policy(CachePolicy.NEVER):
-        assert chat(messages) == "answer 3"
-    assert chat(messages) == "answer 2"
+        assert chat(messages) == "answer #3 to Explain DNS"
+    assert chat(messages) == "answer #2 to Explain DNS"
     assert [e["outcome"] for e in _results(events)] == [
         "miss", "hit", "hit", "miss", "bypass", "hit",
     ]  # fmt: skip

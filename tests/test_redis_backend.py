@@ -36,6 +36,7 @@ from llm_middleware.backends.redis import (
 )
 from llm_middleware.contract import Backend
 from llm_middleware.testing import BackendContract
+from tests.support.llm import Counter
 from tests.support.outages import SocketCounter, hammer_through_restarts, wait_until_usable
 from tests.support.redis_servers import RedisServer
 from tests.support.second_process import ask_in_a_new_process
@@ -229,17 +230,14 @@ def test_threads_while_the_server_dies(redis_server: RedisServer) -> None:
     backend.close()
 
 
-def test_redis_killed_mid_run(redis_server: RedisServer) -> None:
+def test_redis_killed_mid_run(redis_server: RedisServer, llm: Counter) -> None:
     """Through the cache: Redis killed mid-run costs no failed call and little time per call;
     once it is back (after dead_timeout), answers are stored and served from it again."""
     backend = RedisBackend(url=redis_server.url, dead_timeout=DEAD_TIMEOUT)
     cache = MultiLevelCache([MemoryBackend(maxsize=1000), backend])
-    calls = 0
 
     def answer(prompt: str) -> str:
-        nonlocal calls
-        calls += 1
-        return f"answer to {prompt}"
+        return llm(prompt)
 
     chat = cache_by_intent(cache=cache)(answer)
     latencies: list[float] = []
@@ -254,15 +252,17 @@ def test_redis_killed_mid_run(redis_server: RedisServer) -> None:
             took, error = timed(functools.partial(chat, f"Explain topic {i}"))
             latencies.append(took)
             failures += error is not None
-    assert failures == 0 and calls == 60
+    assert failures == 0 and llm.calls == 60
     assert max(latencies) < TIMEOUT + SLACK
     errors = [e for e in events if e["event"] == "cache.error"]
     assert errors and {e["tier"] for e in errors} == {"L2"}
     assert sum("RedisUnavailable" in e["error"] for e in errors) >= len(errors) - 2
     assert int(redis_server.command("DBSIZE")) == 20  # stored again after the restart
     fresh = MultiLevelCache([MemoryBackend(), RedisBackend(url=redis_server.url)])
-    assert cache_by_intent(cache=fresh)(answer)("Explain topic 59") == "answer to Explain topic 59"
-    assert fresh.stats()["hits"] == {"L2": 1} and calls == 60
+    assert (
+        cache_by_intent(cache=fresh)(answer)("Explain topic 59") == "answer #60 to Explain topic 59"
+    )
+    assert fresh.stats()["hits"] == {"L2": 1} and llm.calls == 60
     fresh.close()
     cache.close()
 
