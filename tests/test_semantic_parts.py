@@ -31,6 +31,7 @@ from llm_middleware.semantic.shared import (  # noqa: E402
     encode_partition,
 )
 
+from .support.llm import Counter  # noqa: E402
 from .support.semantic_support import WordsEmbedder, table  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -199,7 +200,7 @@ def test_wrap_openai_matches_chat_but_never_embeddings(
     assert openai_server.calls == 4
 
 
-def test_default_embedder_end_to_end(cache: MultiLevelCache) -> None:
+def test_default_embedder_end_to_end(cache: MultiLevelCache, llm: Counter) -> None:
     """``SemanticMatch()`` with the real all-MiniLM-L6-v2: the shipped calibration, the
     normalized level; a user's table lets a paraphrase through."""
     from llm_middleware import cache_by_intent
@@ -211,27 +212,24 @@ def test_default_embedder_end_to_end(cache: MultiLevelCache) -> None:
         pytest.skip(str(exc))
     default = SemanticMatch()
     assert default.max_wrong == 0.01 and default.embedder.name == "all-MiniLM-L6-v2"
-    calls: list[str] = []
 
     @cache_by_intent(cache=cache, semantic=default)
     def chat(prompt: str) -> str:
-        calls.append(prompt)
-        return f"answer to {prompt}"
+        return llm(prompt)
 
     chat("Explain the capital of France.")
-    assert chat("explain the capital of  France") == "answer to Explain the capital of France."
+    assert chat("explain the capital of  France") == "answer #1 to Explain the capital of France."
     own = CalibrationTable("all-MiniLM-L6-v2", {0.05: 0.9})
     loose = SemanticMatch(0.05, embedder=embedder, calibration=own)
 
     @cache_by_intent(cache=cache, semantic=loose)
     def ask(prompt: str) -> str:
-        calls.append(prompt)
-        return f"answer to {prompt}"
+        return llm(prompt)
 
     stored = ask("Explain what HTTP caching is")
     assert ask("Explain HTTP caching") == stored  # cosine 0.98
     assert ask("Explain how to cook rice") != stored
-    assert len(calls) == 3
+    assert llm.calls == 3
 
 
 def test_benchmark_runs_and_writes_rows(tmp_path: Path) -> None:

@@ -25,6 +25,7 @@ from llm_middleware.logstats import summarize
 from llm_middleware.semantic.shared import decode_partition
 from llm_middleware.semantic.verify import MISS, Observation, observed
 
+from .support.llm import Counter
 from .support.semantic_support import WordsEmbedder, table
 
 FRANCE = "Explain the capital of France"
@@ -40,15 +41,16 @@ def results(logs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [e for e in logs if e["event"] == "cache.result"]
 
 
-def test_an_unproven_match_is_verified_counted_apart_and_learnt(cache: MultiLevelCache) -> None:
+def test_an_unproven_match_is_verified_counted_apart_and_learnt(
+    cache: MultiLevelCache, llm: Counter
+) -> None:
     """Nothing is known yet: the LLM answers, the judge compares, the result says
     ``verify``, and stats count the call apart (and among the misses)."""
-    calls: list[str] = []
     match = verified(verify=True)
 
     @cache_by_intent(cache=cache, semantic=match)
     def chat(prompt: str) -> str:
-        calls.append(prompt)
+        llm(prompt)  # counted; the answer is one a real LLM gives to every phrasing
         return "Paris" if "France" in prompt else "?"
 
     chat(FRANCE)
@@ -59,7 +61,7 @@ def test_an_unproven_match_is_verified_counted_apart_and_learnt(cache: MultiLeve
     assert result["verify_match"].startswith("llmmw") and result["similarity"] > 0.5
     info = chat.cache_info()
     assert info["verify"] == {"calls": 1, "correct": 1} and info["misses"] == 2
-    assert calls == [FRANCE, FRANCE_2]
+    assert llm.prompts == [FRANCE, FRANCE_2]
     assert sum(seen for seen, _ in match.verifier.evidence().values()) == 1  # type: ignore[union-attr]
 
 
@@ -83,10 +85,9 @@ def test_a_wrong_match_is_refused_afterwards(cache: MultiLevelCache) -> None:
         assert decision.action == MISS and decision.bucket == "refused"
 
 
-def test_a_band_proven_right_serves_a_new_entry(cache: MultiLevelCache) -> None:
+def test_a_band_proven_right_serves_a_new_entry(cache: MultiLevelCache, llm: Counter) -> None:
     """Evidence pooled across entries lets an entry that has seen nothing serve,
     once its similarity band has shown the bound."""
-    calls: list[str] = []
     match = verified(verify=True)
     verifier = match.verifier
     assert verifier is not None
@@ -96,8 +97,7 @@ def test_a_band_proven_right_serves_a_new_entry(cache: MultiLevelCache) -> None:
 
     @cache_by_intent(cache=cache, semantic=match)
     def chat(prompt: str) -> str:
-        calls.append(prompt)
-        return f"answer to {prompt}"
+        return llm(prompt)
 
     chat(FRANCE)
     served, outcomes = 0, []
@@ -108,7 +108,7 @@ def test_a_band_proven_right_serves_a_new_entry(cache: MultiLevelCache) -> None:
         outcomes.append((result["outcome"], result.get("verify_bucket")))
         if result["outcome"] == "hit":
             assert result["tier"] == "semantic"  # a stored answer to an earlier prompt
-            assert got in {f"answer to {p}" for p in calls}
+            assert got in {f"answer #{n} to {p}" for n, p in enumerate(llm.prompts, 1)}
             served += 1
     assert served >= 15, outcomes
 
