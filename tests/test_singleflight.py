@@ -12,42 +12,42 @@ import pytest
 from llm_middleware import MultiLevelCache, cache_by_intent
 from llm_middleware.singleflight import Flights
 
+from .support.llm import Counter
 
-def test_threads_share_one_call(cache: MultiLevelCache) -> None:
+
+def test_threads_share_one_call(cache: MultiLevelCache, llm: Counter) -> None:
     """20 threads asking the same new prompt: the function runs once, all get its value."""
     started = threading.Event()
     release = threading.Event()
-    calls = 0
 
     @cache_by_intent(cache=cache)
     def chat(prompt: str) -> str:
-        nonlocal calls
-        calls += 1
+        answer = llm(prompt)
         started.set()
         release.wait(5)
-        return f"answer {calls}"
+        return answer
 
     with ThreadPoolExecutor(20) as pool:
         futures = [pool.submit(chat, "Explain consensus") for _ in range(20)]
         started.wait(5)
         release.set()
         results = [f.result() for f in futures]
-    assert calls == 1 and set(results) == {"answer 1"}
+    assert llm.calls == 1 and set(results) == {"answer #1 to Explain consensus"}
 
 
-def test_waiters_get_the_same_exception_and_nothing_is_stored(cache: MultiLevelCache) -> None:
+def test_waiters_get_the_same_exception_and_nothing_is_stored(
+    cache: MultiLevelCache, llm: Counter
+) -> None:
     """Concurrent waiters receive the leader's exception; the next call tries again."""
     gate = threading.Barrier(2, timeout=5)
-    calls = 0
 
     @cache_by_intent(cache=cache)
     def chat(prompt: str) -> str:
-        nonlocal calls
-        calls += 1
-        if calls == 1:
+        answer = llm(prompt)
+        if llm.calls == 1:
             gate.wait()  # hold the call until the second caller waits on it
             raise RuntimeError("rate limited")
-        return "ok"
+        return answer
 
     async def main() -> None:
         loop = asyncio.get_running_loop()
@@ -60,19 +60,17 @@ def test_waiters_get_the_same_exception_and_nothing_is_stored(cache: MultiLevelC
             assert isinstance(outcome, RuntimeError)
 
     asyncio.run(main())
-    assert chat("Explain gossip") == "ok" and calls == 2
+    assert chat("Explain gossip") == "answer #2 to Explain gossip" and llm.calls == 2
 
 
-def test_tasks_share_one_call_and_survive_a_cancelled_waiter(cache: MultiLevelCache) -> None:
+def test_tasks_share_one_call_and_survive_a_cancelled_waiter(
+    cache: MultiLevelCache, llm: Counter
+) -> None:
     """asyncio tasks share one call; cancelling one waiter does not cancel it for the rest."""
-    calls = 0
 
     @cache_by_intent(cache=cache)
     async def chat(prompt: str) -> str:
-        nonlocal calls
-        calls += 1
-        await asyncio.sleep(0.05)
-        return "shared"
+        return await llm.acall(prompt, delay=0.05)
 
     async def main() -> list[str]:
         tasks = [asyncio.create_task(chat("Explain CRDTs")) for _ in range(10)]
@@ -82,8 +80,8 @@ def test_tasks_share_one_call_and_survive_a_cancelled_waiter(cache: MultiLevelCa
             await tasks[0]
         return await asyncio.gather(*tasks[1:])
 
-    assert asyncio.run(main()) == ["shared"] * 9
-    assert calls == 1
+    assert asyncio.run(main()) == ["answer #1 to Explain CRDTs"] * 9
+    assert llm.calls == 1
 
 
 def test_different_keys_do_not_wait_on_each_other(cache: MultiLevelCache) -> None:
@@ -127,17 +125,13 @@ def test_callers_sharing_a_call_get_their_own_copies(cache: MultiLevelCache) -> 
     assert theirs == {"items": ["a"]}
 
 
-def test_a_cancelled_leader_still_serves_late_callers(cache: MultiLevelCache) -> None:
+def test_a_cancelled_leader_still_serves_late_callers(cache: MultiLevelCache, llm: Counter) -> None:
     """When the first caller is cancelled, callers arriving while its call runs join it
     instead of calling again."""
-    calls = 0
 
     @cache_by_intent(cache=cache)
     async def chat(prompt: str) -> str:
-        nonlocal calls
-        calls += 1
-        await asyncio.sleep(0.1)
-        return "shared"
+        return await llm.acall(prompt, delay=0.1)
 
     async def main() -> str:
         leader = asyncio.create_task(chat("Explain cancellation"))
@@ -147,8 +141,8 @@ def test_a_cancelled_leader_still_serves_late_callers(cache: MultiLevelCache) ->
             await leader
         return await chat("Explain cancellation")
 
-    assert asyncio.run(main()) == "shared"
-    assert calls == 1
+    assert asyncio.run(main()) == "answer #1 to Explain cancellation"
+    assert llm.calls == 1
 
 
 def test_a_caller_that_began_before_a_flight_closed_takes_its_value() -> None:
