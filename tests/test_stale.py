@@ -13,6 +13,8 @@ from llm_middleware import MultiLevelCache, cache_by_intent
 from llm_middleware.backends.memory import MemoryBackend
 from llm_middleware.testing import FakeClock
 
+from .support.llm import Counter
+
 
 @pytest.fixture
 def cache(clock: FakeClock) -> MultiLevelCache:
@@ -25,71 +27,66 @@ def wait_for(event: threading.Event) -> None:
 
 
 def test_stale_answer_is_served_and_refreshed_once(
-    cache: MultiLevelCache, clock: FakeClock
+    cache: MultiLevelCache, clock: FakeClock, llm: Counter
 ) -> None:
     """Within the grace window: the stale answer at once, one refresh, then the fresh one."""
-    calls = 0
     refreshed = threading.Event()
     release = threading.Event()
+    first, fresh = (f"answer #{n} to Summarize the meeting digest" for n in (1, 2))
 
     @cache_by_intent(cache=cache, stale_ttl=600)
     def chat(prompt: str) -> str:
-        nonlocal calls
-        calls += 1
-        if calls > 1:
+        answer = llm(prompt)
+        if llm.calls > 1:
             release.wait(5)
             refreshed.set()
-        return f"answer #{calls}"
+        return answer
 
-    assert chat("Summarize the meeting digest") == "answer #1"  # SHORT: 300 s
+    assert chat("Summarize the meeting digest") == first  # SHORT: 300 s
     clock.advance(301)
     with capture_logs() as events:
-        assert chat("Summarize the meeting digest") == "answer #1"  # stale, at once
-        assert chat("Summarize the meeting digest") == "answer #1"  # refresh still running
+        assert chat("Summarize the meeting digest") == first  # stale, at once
+        assert chat("Summarize the meeting digest") == first  # refresh still running
     results = [e for e in events if e["event"] == "cache.result"]
     assert [r.get("stale") for r in results] == [True, True]
     release.set()
     wait_for(refreshed)
     for _ in range(100):  # the refresh stores right after the call returns
-        if chat("Summarize the meeting digest") == "answer #2":
+        if chat("Summarize the meeting digest") == fresh:
             break
         threading.Event().wait(0.01)
-    assert chat("Summarize the meeting digest") == "answer #2" and calls == 2
+    assert chat("Summarize the meeting digest") == fresh and llm.calls == 2
 
 
-def test_past_the_grace_window_is_a_miss(cache: MultiLevelCache, clock: FakeClock) -> None:
+def test_past_the_grace_window_is_a_miss(
+    cache: MultiLevelCache, clock: FakeClock, llm: Counter
+) -> None:
     """An answer older than its lifetime plus the grace window is not served."""
-    calls = 0
-
-    @cache_by_intent(cache=cache, stale_ttl=60)
-    def chat(prompt: str) -> str:
-        nonlocal calls
-        calls += 1
-        return f"answer #{calls}"
-
+    chat = cache_by_intent(cache=cache, stale_ttl=60)(lambda prompt: llm(prompt))
     chat("Summarize the digest")
     clock.advance(300 + 61)
-    assert chat("Summarize the digest") == "answer #2"
+    assert chat("Summarize the digest") == "answer #2 to Summarize the digest"
 
 
-def test_failed_refresh_keeps_the_stale_answer(cache: MultiLevelCache, clock: FakeClock) -> None:
+def test_failed_refresh_keeps_the_stale_answer(
+    cache: MultiLevelCache, clock: FakeClock, llm: Counter
+) -> None:
     """A refresh that raises leaves the stale answer in place and logs ``cache.error``."""
-    calls = 0
     failed = threading.Event()
+    stale = "answer #1 to Summarize the digest"
 
     @cache_by_intent(cache=cache, stale_ttl=600)
     def chat(prompt: str) -> str:
-        nonlocal calls
-        calls += 1
-        if calls == 2:
+        answer = llm(prompt)
+        if llm.calls == 2:
             failed.set()
             raise ConnectionError("upstream down")
-        return f"answer #{calls}"
+        return answer
 
     chat("Summarize the digest")
     clock.advance(301)
     with capture_logs() as events:
-        assert chat("Summarize the digest") == "answer #1"
+        assert chat("Summarize the digest") == stale
         wait_for(failed)
         for _ in range(100):
             if any(e["event"] == "cache.error" for e in events):
@@ -97,20 +94,17 @@ def test_failed_refresh_keeps_the_stale_answer(cache: MultiLevelCache, clock: Fa
             threading.Event().wait(0.01)
     error = next(e for e in events if e["event"] == "cache.error")
     assert error["reason"] == "revalidate" and "upstream down" in error["error"]
-    assert chat("Summarize the digest") == "answer #1"  # still stale, refreshed again later
+    assert chat("Summarize the digest") == stale  # still stale, refreshed again later
 
 
 def test_async_stale_answer_is_refreshed_by_a_task(
-    cache: MultiLevelCache, clock: FakeClock
+    cache: MultiLevelCache, clock: FakeClock, llm: Counter
 ) -> None:
     """Async functions refresh in a background task."""
-    calls = 0
 
     @cache_by_intent(cache=cache, stale_ttl=600)
     async def chat(prompt: str) -> str:
-        nonlocal calls
-        calls += 1
-        return f"answer #{calls}"
+        return llm(prompt)
 
     async def main() -> list[str]:
         first = await chat("Summarize the digest")
@@ -118,9 +112,10 @@ def test_async_stale_answer_is_refreshed_by_a_task(
         stale = await chat("Summarize the digest")
         for _ in range(100):
             await asyncio.sleep(0.01)
-            if calls == 2:
+            if llm.calls == 2:
                 break
         await asyncio.sleep(0.01)
         return [first, stale, await chat("Summarize the digest")]
 
-    assert asyncio.run(main()) == ["answer #1", "answer #1", "answer #2"]
+    first, fresh = (f"answer #{n} to Summarize the digest" for n in (1, 2))
+    assert asyncio.run(main()) == [first, first, fresh]
