@@ -6,7 +6,6 @@ import asyncio
 import json
 import subprocess
 import sys
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -16,44 +15,31 @@ import pytest
 from structlog.testing import capture_logs
 
 from llm_middleware import MultiLevelCache, StampedeLock, cache_by_intent
+from tests.support.llm import Counter
 from tests.support.memcached_servers import MemcachedServer
 
 
-def test_50_threads_make_one_call(cache: MultiLevelCache) -> None:
+def test_50_threads_make_one_call(cache: MultiLevelCache, llm: Counter) -> None:
     """50 threads asking the same new prompt of a 200 ms function: it runs once."""
-    calls = 0
-    lock = threading.Lock()
-
-    @cache_by_intent(cache=cache)
-    def chat(prompt: str) -> str:
-        nonlocal calls
-        with lock:
-            calls += 1
-        time.sleep(0.2)
-        return f"the answer to {prompt}"
-
+    chat = cache_by_intent(cache=cache)(lambda prompt: llm(prompt, delay=0.2))
     with ThreadPoolExecutor(50) as pool:
         answers = list(pool.map(chat, ["Explain the stampede"] * 50))
-    assert calls == 1
-    assert answers == ["the answer to Explain the stampede"] * 50
+    assert llm.calls == 1
+    assert answers == ["answer #1 to Explain the stampede"] * 50
 
 
-def test_50_tasks_make_one_call(cache: MultiLevelCache) -> None:
+def test_50_tasks_make_one_call(cache: MultiLevelCache, llm: Counter) -> None:
     """50 asyncio tasks asking the same new prompt of a 200 ms coroutine: it runs once."""
-    calls = 0
 
     @cache_by_intent(cache=cache)
     async def chat(prompt: str) -> str:
-        nonlocal calls
-        calls += 1
-        await asyncio.sleep(0.2)
-        return f"the answer to {prompt}"
+        return await llm.acall(prompt, delay=0.2)
 
     async def main() -> list[str]:
         return await asyncio.gather(*(chat("Explain the stampede") for _ in range(50)))
 
-    assert asyncio.run(main()) == ["the answer to Explain the stampede"] * 50
-    assert calls == 1
+    assert asyncio.run(main()) == ["answer #1 to Explain the stampede"] * 50
+    assert llm.calls == 1
 
 
 WORKER = """
@@ -132,34 +118,30 @@ def test_dead_lock_holder_does_not_block_the_others(
 
 @pytest.mark.parametrize("mode", ["threads", "tasks"])
 def test_lock_without_a_shared_tier_is_plain_single_flight(
-    cache: MultiLevelCache, mode: str
+    cache: MultiLevelCache, llm: Counter, mode: str
 ) -> None:
     """With only memory tiers there is nothing to lock across processes; calls still work."""
-    calls = 0
 
     @cache_by_intent(cache=cache, lock=True)
     def chat(prompt: str) -> str:
-        nonlocal calls
-        calls += 1
-        return prompt
+        return llm(prompt)
 
     @cache_by_intent(cache=cache, lock=True)
     async def achat(prompt: str) -> str:
-        nonlocal calls
-        calls += 1
-        return prompt
+        return llm(prompt)
 
+    answer = "answer #1 to Explain locks"
     if mode == "threads":
-        assert chat("Explain locks") == chat("Explain locks") == "Explain locks"
+        assert chat("Explain locks") == chat("Explain locks") == answer
     else:
-        assert asyncio.run(achat("Explain locks")) == asyncio.run(achat("Explain locks"))
-    assert calls == 1
+        assert asyncio.run(achat("Explain locks")) == asyncio.run(achat("Explain locks")) == answer
+    assert llm.calls == 1
     with pytest.raises(ValueError, match="StampedeLock"):
         StampedeLock(ttl=0)
 
 
 def test_refresh_does_not_accept_the_old_answer_while_waiting_on_a_lock(
-    memcached_server: MemcachedServer,
+    memcached_server: MemcachedServer, llm: Counter
 ) -> None:
     """Under ``refresh()``, waiting on another process's lock never ends in the stale
     answer that refresh is meant to replace."""
@@ -168,19 +150,16 @@ def test_refresh_does_not_accept_the_old_answer_while_waiting_on_a_lock(
 
     shared = MemcachedBackend(servers=memcached_server.address, timeout=1.0)
     cache = MultiLevelCache([shared])
-    version = 0
 
     @cache_by_intent(cache=cache, lock=StampedeLock(ttl=30, wait=0.3, poll=0.02))
     def chat(prompt: str) -> str:
-        nonlocal version
-        version += 1
-        return f"answer v{version}"
+        return llm(prompt)
 
-    assert chat("Explain leases") == "answer v1"
+    assert chat("Explain leases") == "answer #1 to Explain leases"
     with capture_logs() as events:
         chat("Explain leases")
     key = str(events[-1]["key"])
     assert shared.add(key + ":lock", b"1", 30)  # another process is computing it
     with refresh():
-        assert chat("Explain leases") == "answer v2"
+        assert chat("Explain leases") == "answer #2 to Explain leases"
     shared.close()
