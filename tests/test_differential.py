@@ -12,7 +12,6 @@ timings.
 from __future__ import annotations
 
 import asyncio
-import itertools
 import logging
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -25,6 +24,8 @@ from llm_middleware import MultiLevelCache, bypass, cache_by_intent, configure, 
 from llm_middleware.backends.memory import MemoryBackend
 from llm_middleware.policy import CachePolicy
 from llm_middleware.testing import FakeClock
+
+from .support.llm import Counter
 
 TRACES = ("info", "debug", "unconfigured")
 KINDS = ("function", "async function", "method", "async method")
@@ -82,32 +83,32 @@ def _capture(trace: str) -> Iterator[list[dict[str, Any]]]:
 Caller = tuple[Callable[[str], str], Callable[[], Any]]
 
 
-def _caller(kind: str, cache: MultiLevelCache, answers: Iterator[str]) -> Caller:
-    """A cached ``ask(prompt)`` of the given kind, answering from ``answers``, wrapped
-    so that the script calls it the same way for every kind; and its ``cache_info``."""
+def _caller(kind: str, cache: MultiLevelCache, llm: Counter) -> Caller:
+    """A cached ``ask(prompt)`` of the given kind, answered by ``llm``, wrapped so that
+    the script calls it the same way for every kind; and its ``cache_info``."""
     if kind == "function":
 
         @cache_by_intent(cache=cache)
         def ask(prompt: str) -> str:
-            return next(answers)
+            return llm(prompt)
 
         return ask, ask.cache_info  # type: ignore[attr-defined]
     if kind == "async function":
 
         @cache_by_intent(cache=cache)
         async def aask(prompt: str) -> str:
-            return next(answers)
+            return llm(prompt)
 
         return lambda prompt: asyncio.run(aask(prompt)), aask.cache_info  # type: ignore[attr-defined]
 
     class Bot:
         @cache_by_intent(cache=cache)
         def ask(self, prompt: str) -> str:
-            return next(answers)
+            return llm(prompt)
 
         @cache_by_intent(cache=cache)
         async def aask(self, prompt: str) -> str:
-            return next(answers)
+            return llm(prompt)
 
     bot = Bot()
     if kind == "method":
@@ -123,8 +124,7 @@ def _run(trace: str, kind: str, decision: str, tier_1: str) -> dict[str, Any]:
         maxsize=100, ttl=300, timer=clock
     )
     cache = MultiLevelCache([top, MemoryBackend(maxsize=1000, ttl=3600, timer=clock)], timer=clock)
-    answers = (f"answer {n}" for n in itertools.count(1))
-    ask, info = _caller(kind, cache, answers)
+    ask, info = _caller(kind, cache, Counter())
     got: list[str] = []
 
     def call(prompt: str) -> None:
@@ -198,4 +198,4 @@ def test_the_reference_script_exercises_every_outcome(reference: dict[str, Any])
     assert ("cache.error", None, "L1") in outcomes
     assert ("cache.result", "bypass", None) in outcomes
     assert reference["stats"]["promotions"] == 2
-    assert reference["answers"][:7] == ["answer 1"] * 7
+    assert reference["answers"][:7] == ["answer #1 to Explain HTTP caching"] * 7
