@@ -13,6 +13,8 @@ import pytest
 from llm_middleware import MultiLevelCache, cache_by_intent
 from llm_middleware.backends.memory import MemoryBackend
 
+from .support.llm import Counter
+
 
 def _user(i: int) -> str:
     """100 distinct ids: plain names, case variants of them, and ids that are hashed."""
@@ -41,17 +43,17 @@ def busy_switching() -> Iterator[None]:
 
 
 @pytest.mark.usefixtures("busy_switching")
-def test_users_only_ever_receive_answers_produced_for_them() -> None:
+def test_users_only_ever_receive_answers_produced_for_them(llm: Counter) -> None:
     """100 users asking the same prompts concurrently each get only their own answers."""
     cache = MultiLevelCache([MemoryBackend(maxsize=1000), MemoryBackend(maxsize=1000)])
     lock = threading.Lock()
-    produced_for: dict[str, str] = {}
+    produced_for: dict[str, str] = {}  # each answer (numbered: unique), and whose it is
 
     # user_id is left out of the key on purpose: the namespace alone keeps users apart.
     @cache_by_intent(cache=cache, namespace=lambda a: a["user_id"], ignore=("user_id",))
     def chat(prompt: str, user_id: str) -> str:
         with lock:
-            answer = f"answer #{len(produced_for) + 1} for {user_id!r}: {prompt}"
+            answer = llm(f"{prompt} (for {user_id!r})")
             produced_for[answer] = user_id
         return answer
 
@@ -68,8 +70,9 @@ def test_users_only_ever_receive_answers_produced_for_them() -> None:
     assert len(received) == len(USERS) * len(PROMPTS) * ROUNDS
     for user, prompt, answer in received:
         assert produced_for[answer] == user, (user, answer)
-        assert answer.endswith(f" for {user!r}: {prompt}")
-    upstream_calls = len(produced_for)
+        assert answer.endswith(f" to {prompt} (for {user!r})")
+    upstream_calls = llm.calls
+    assert len(produced_for) == upstream_calls
     assert upstream_calls >= len(USERS) * len(PROMPTS)  # nobody borrowed another's answer
 
     # Every answer is stored by now: asking again is served from the cache, still per user.
@@ -77,14 +80,14 @@ def test_users_only_ever_receive_answers_produced_for_them() -> None:
         for prompt in PROMPTS:
             answer = chat(prompt, user_id=user)
             assert produced_for[answer] == user
-    assert len(produced_for) == upstream_calls
+    assert llm.calls == upstream_calls
     assert cache.stats()["hits"]
 
 
-def test_the_same_user_in_two_processes_shares_but_users_do_not() -> None:
+def test_the_same_user_in_two_processes_shares_but_users_do_not(llm: Counter) -> None:
     """Over a shared tier, a user's answer reaches that user's other process, nobody else."""
     shared = MemoryBackend(maxsize=1000)
-    produced_for: dict[str, str] = {}
+    produced_for: dict[str, str] = {}  # each answer (numbered: unique), and whose it is
 
     def process() -> MultiLevelCache:
         return MultiLevelCache([MemoryBackend(maxsize=100), shared])
@@ -92,7 +95,7 @@ def test_the_same_user_in_two_processes_shares_but_users_do_not() -> None:
     def make_chat(cache: MultiLevelCache) -> Callable[..., str]:
         @cache_by_intent(cache=cache, namespace=lambda a: a["user_id"], ignore=("user_id",))
         def chat(prompt: str, user_id: str) -> str:
-            answer = f"answer #{len(produced_for) + 1} for {user_id!r}"
+            answer = llm(f"{prompt} (for {user_id!r})")
             produced_for[answer] = user_id
             return answer
 
@@ -103,4 +106,4 @@ def test_the_same_user_in_two_processes_shares_but_users_do_not() -> None:
         mine = first("Explain TLS certificates", user_id=user)
         assert second("Explain TLS certificates", user_id=user) == mine
         assert produced_for[mine] == user
-    assert len(produced_for) == len(USERS)
+    assert llm.calls == len(USERS)
