@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Generator, Iterator
+from typing import Any
 
 import pytest
+import structlog
+from structlog.testing import LogCapture
 
 pytest.register_assert_rewrite("llm_middleware.testing")
 
@@ -60,6 +64,20 @@ def cache(clock: FakeClock) -> MultiLevelCache:
         ],
         timer=clock,
     )
+
+
+@pytest.fixture
+def info_events() -> Iterator[list[dict[str, Any]]]:
+    """The events structlog at INFO sees (a filtering logger: debug events unwanted, so a
+    hit takes the short route and writes its ``cache.result`` itself)."""
+    capture = LogCapture()
+    structlog.configure(
+        processors=[capture], wrapper_class=structlog.make_filtering_bound_logger(logging.INFO)
+    )
+    try:
+        yield capture.entries
+    finally:
+        structlog.reset_defaults()
 
 
 @pytest.fixture

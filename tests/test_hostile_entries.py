@@ -5,15 +5,13 @@ than the tier's inflation limit."""
 from __future__ import annotations
 
 import json
-import logging
 import tracemalloc
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
-import structlog
-from structlog.testing import LogCapture, capture_logs
+from structlog.testing import capture_logs
 
 from llm_middleware import MultiLevelCache, cache_by_intent
 from llm_middleware.backends.memory import MemoryBackend
@@ -24,19 +22,6 @@ from .support.llm import Counter
 
 PROMPT = "Explain cache poisoning"  # LONG: stored in every tier
 MiB = 1024 * 1024
-
-
-@pytest.fixture
-def info_events() -> Iterator[list[dict[str, Any]]]:
-    """structlog at INFO: the short path of a hit runs and builds ``cache.result``."""
-    capture = LogCapture()
-    structlog.configure(
-        processors=[capture], wrapper_class=structlog.make_filtering_bound_logger(logging.INFO)
-    )
-    try:
-        yield capture.entries
-    finally:
-        structlog.reset_defaults()
 
 
 class ItemTier(MemoryBackend):

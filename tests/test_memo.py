@@ -8,15 +8,11 @@ straight from tier 1.
 from __future__ import annotations
 
 import asyncio
-import logging
 import threading
-from collections.abc import Iterator
 from enum import Enum
 from typing import Any
 
 import pytest
-import structlog
-from structlog.testing import LogCapture
 
 from llm_middleware import (
     CachePolicy,
@@ -36,44 +32,31 @@ from llm_middleware.testing import FakeClock
 from .support.llm import Counter
 
 
-@pytest.fixture
-def events() -> Iterator[list[dict[str, Any]]]:
-    """Events at INFO and above, as the application's structlog sees them."""
-    capture = LogCapture()
-    structlog.configure(
-        processors=[capture], wrapper_class=structlog.make_filtering_bound_logger(logging.INFO)
-    )
-    try:
-        yield capture.entries
-    finally:
-        structlog.reset_defaults()
-
-
 def _results(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [e for e in events if e["event"] == "cache.result"]
 
 
 def test_repeated_hits_count_and_report_like_the_first(
-    cache: MultiLevelCache, llm: Counter, events: list[dict[str, Any]]
+    cache: MultiLevelCache, llm: Counter, info_events: list[dict[str, Any]]
 ) -> None:
     """Every hit -- the first, and the repeats -- has its counter and its result event."""
     chat = cache_by_intent(cache=cache)(lambda prompt: llm(prompt))
     answers = [chat("Explain quicksort") for _ in range(4)]
     assert len(set(answers)) == 1 and llm.calls == 1
-    miss, *hits = _results(events)
+    miss, *hits = _results(info_events)
     assert miss["outcome"] == "miss"
     for hit in hits:
         assert hit["outcome"] == "hit" and hit["tier"] == "L1" and hit["policy"] == "long"
         assert hit["key"] == miss["key"] and hit["fn"] == miss["fn"]
         assert hit["saved_ms"] >= 0 and hit["saved_tokens"] == 0
-    assert len({e["call_id"] for e in _results(events)}) == 4
+    assert len({e["call_id"] for e in _results(info_events)}) == 4
     info = chat.cache_info()  # type: ignore[attr-defined]
     assert (info["hits"], info["misses"]) == ({"L1": 3}, 1)
     assert cache.stats()["hits"] == {"L1": 3}
 
 
 def test_new_rules_apply_to_a_prompt_already_answered(
-    cache: MultiLevelCache, llm: Counter, events: list[dict[str, Any]]
+    cache: MultiLevelCache, llm: Counter, info_events: list[dict[str, Any]]
 ) -> None:
     """``configure(rules=...)`` takes effect for the very next call of a cached prompt."""
     chat = cache_by_intent(cache=cache)(lambda prompt: llm(prompt))
@@ -84,11 +67,11 @@ def test_new_rules_apply_to_a_prompt_already_answered(
     chat("Explain DNS")
     chat("Explain DNS")
     assert llm.calls == 3
-    assert _results(events)[-1]["outcome"] == "bypass"
+    assert _results(info_events)[-1]["outcome"] == "bypass"
 
 
 def test_controls_apply_to_a_prompt_already_answered(
-    cache: MultiLevelCache, llm: Counter, events: list[dict[str, Any]]
+    cache: MultiLevelCache, llm: Counter, info_events: list[dict[str, Any]]
 ) -> None:
     """``bypass``, ``refresh`` and ``use_policy`` act on a prompt with a stored answer."""
     chat = cache_by_intent(cache=cache)(lambda prompt: llm(prompt))
@@ -105,7 +88,7 @@ def test_controls_apply_to_a_prompt_already_answered(
 
 
 def test_an_answer_expired_in_l1_comes_from_l2(
-    cache: MultiLevelCache, clock: FakeClock, llm: Counter, events: list[dict[str, Any]]
+    cache: MultiLevelCache, clock: FakeClock, llm: Counter, info_events: list[dict[str, Any]]
 ) -> None:
     """Past L1's cap the repeat is answered by L2 and promoted back into L1."""
     chat = cache_by_intent(cache=cache)(lambda prompt: llm(prompt))
@@ -115,7 +98,7 @@ def test_an_answer_expired_in_l1_comes_from_l2(
     chat("Explain TCP")
     chat("Explain TCP")
     assert llm.calls == 1
-    assert [e["tier"] for e in _results(events)] == [None, "L1", "L2", "L1"]
+    assert [e["tier"] for e in _results(info_events)] == [None, "L1", "L2", "L1"]
     assert cache.stats()["promotions"] == 1
 
 
@@ -135,7 +118,7 @@ class _Flaky(MemoryBackend):
 
 
 def test_a_failing_first_tier_is_read_once_per_call(
-    clock: FakeClock, llm: Counter, events: list[dict[str, Any]]
+    clock: FakeClock, llm: Counter, info_events: list[dict[str, Any]]
 ) -> None:
     """A tier that fails is asked once per call, and its error is reported once."""
     flaky = _Flaky(clock)
@@ -146,13 +129,13 @@ def test_a_failing_first_tier_is_read_once_per_call(
     reads = flaky.reads
     assert chat("Explain UDP") == answer  # from L2
     assert flaky.reads == reads + 1
-    errors = [e for e in events if e["event"] == "cache.error"]
+    errors = [e for e in info_events if e["event"] == "cache.error"]
     assert len(errors) == 1 and errors[0]["tier"] == "L1"
-    assert _results(events)[-1]["tier"] == "L2"
+    assert _results(info_events)[-1]["tier"] == "L2"
 
 
 def test_scalar_arguments_of_equal_value_keep_their_own_answers(
-    cache: MultiLevelCache, events: list[dict[str, Any]]
+    cache: MultiLevelCache, info_events: list[dict[str, Any]]
 ) -> None:
     """1, 1.0 and True are equal in Python but are different arguments."""
     chat = cache_by_intent(cache=cache)(lambda prompt, n: f"{prompt} {n!r}")
@@ -170,7 +153,7 @@ def test_scalar_arguments_of_equal_value_keep_their_own_answers(
 
 
 def test_async_repeated_hits(
-    cache: MultiLevelCache, llm: Counter, events: list[dict[str, Any]]
+    cache: MultiLevelCache, llm: Counter, info_events: list[dict[str, Any]]
 ) -> None:
     """The async short path answers, counts and reports like the sync one."""
 
@@ -183,12 +166,12 @@ def test_async_repeated_hits(
 
     assert asyncio.run(main()) == ["answer #1 to Explain asyncio"] * 3
     assert llm.calls == 1
-    assert [e["outcome"] for e in _results(events)] == ["miss", "hit", "hit"]
+    assert [e["outcome"] for e in _results(info_events)] == ["miss", "hit", "hit"]
     assert chat.cache_info()["hits"] == {"L1": 2}  # type: ignore[attr-defined]
 
 
 def test_a_mutated_default_is_read_at_each_call(
-    cache: MultiLevelCache, events: list[dict[str, Any]]
+    cache: MultiLevelCache, info_events: list[dict[str, Any]]
 ) -> None:
     """A function whose default is a mutable object keys on its current content."""
     options: dict[str, Any] = {"temperature": 0}
@@ -222,7 +205,7 @@ def test_hits_from_many_threads_are_all_counted(cache: MultiLevelCache, llm: Cou
 
 
 def test_conversation_hits_count_report_and_obey_controls(
-    cache: MultiLevelCache, llm: Counter, events: list[dict[str, Any]]
+    cache: MultiLevelCache, llm: Counter, info_events: list[dict[str, Any]]
 ) -> None:
     """Calls of chat messages hit, count and report alike, and obey the controls."""
 
@@ -237,7 +220,7 @@ def test_conversation_hits_count_report_and_obey_controls(
     with use_policy(CachePolicy.NEVER):
         assert chat(messages) == "answer #3 to Explain DNS"
     assert chat(messages) == "answer #2 to Explain DNS"
-    assert [e["outcome"] for e in _results(events)] == [
+    assert [e["outcome"] for e in _results(info_events)] == [
         "miss", "hit", "hit", "miss", "bypass", "hit",
     ]  # fmt: skip
     assert chat.cache_info()["hits"] == {"L1": 3}  # type: ignore[attr-defined]
@@ -267,7 +250,7 @@ class Tone(Enum):
 
 
 def test_values_json_cannot_show_never_take_a_plain_answer(
-    cache: MultiLevelCache, llm: Counter, events: list[dict[str, Any]]
+    cache: MultiLevelCache, llm: Counter, info_events: list[dict[str, Any]]
 ) -> None:
     """NaN (which JSON writes as null) and an Enum (written as its value) are not the
     plain values they resemble: such calls run uncached, never answered by the entry
@@ -281,14 +264,14 @@ def test_values_json_cannot_show_never_take_a_plain_answer(
     for _ in range(2):
         assert chat(nan) != first and chat(enum) != first
     assert llm.calls == 5
-    results = _results(events)
+    results = _results(info_events)
     assert [e["outcome"] for e in results] == ["miss", "hit"] + ["bypass"] * 4
-    bypasses = [e["reason"] for e in events if e["event"] == "cache.bypass"]
+    bypasses = [e["reason"] for e in info_events if e["event"] == "cache.bypass"]
     assert bypasses == ["unkeyable_argument"] * 4
 
 
 def test_instances_with_a_cache_key_keep_their_own_answers(
-    cache: MultiLevelCache, events: list[dict[str, Any]]
+    cache: MultiLevelCache, info_events: list[dict[str, Any]]
 ) -> None:
     """A method's hits follow ``__cache_key__``: two personas never share answers."""
 
@@ -307,11 +290,11 @@ def test_instances_with_a_cache_key_keep_their_own_answers(
     for _ in range(2):
         assert pirate.chat("Explain tides") == "pirate: Explain tides"
         assert poet.chat("Explain tides") == "poet: Explain tides"
-    assert [e["outcome"] for e in _results(events)] == ["miss", "miss", "hit", "hit"]
+    assert [e["outcome"] for e in _results(info_events)] == ["miss", "miss", "hit", "hit"]
 
 
 def test_a_configured_classifier_is_asked_at_every_call(
-    cache: MultiLevelCache, llm: Counter, events: list[dict[str, Any]]
+    cache: MultiLevelCache, llm: Counter, info_events: list[dict[str, Any]]
 ) -> None:
     """A classifier set by ``configure(rules=...)`` decides every call, even repeated ones."""
     verdict = CachePolicy.LONG
