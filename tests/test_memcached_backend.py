@@ -51,17 +51,9 @@ class TestMemcachedContract(BackendContract):
     def same_store(self, backend: Backend) -> str:
         return f"memcached://{self.server.address}"
 
-    @contextlib.contextmanager
-    def _paused(self) -> Iterator[None]:
-        self.server.pause()
-        try:
-            yield
-        finally:
-            self.server.resume()
-
     def stalled(self, backend: Backend) -> contextlib.AbstractContextManager[None]:
         """The server paused: a read waits out the backend's timeout."""
-        return self._paused()
+        return self.server.paused()
 
 
 def fail_fast_until_dead(backend: MemcachedBackend, key: str) -> None:

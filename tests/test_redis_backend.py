@@ -67,17 +67,9 @@ class TestRedisContract(BackendContract):
     def same_store(self, backend: Backend) -> str:
         return self.server.url
 
-    @contextlib.contextmanager
-    def _paused(self) -> Iterator[None]:
-        self.server.pause()
-        try:
-            yield
-        finally:
-            self.server.resume()
-
     def stalled(self, backend: Backend) -> contextlib.AbstractContextManager[None] | None:
         """The server paused: a read waits out the socket timeout."""
-        return self._paused()
+        return self.server.paused()
 
 
 class TestRedisClusterContract(TestRedisContract):

@@ -32,7 +32,7 @@ from llm_middleware.semantic.shared import (  # noqa: E402
 )
 
 from .support.llm import Counter  # noqa: E402
-from .support.semantic_support import WordsEmbedder, table  # noqa: E402
+from .support.semantic_support import WordsEmbedder, table, write_pairs  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -134,23 +134,12 @@ def test_shipped_table_and_misuse() -> None:
         SemanticMatch(1.5, embedder=WordsEmbedder(), calibration=table())
 
 
-def _pairs(path: Path) -> Path:
-    pairs = [
-        {"text_a": "how do i learn python", "text_b": "how can i learn python fast", "label": 1},
-        {"text_a": "how do i bake bread", "text_b": "how to bake bread at home", "label": 1},
-        {"text_a": "what is the capital of peru", "text_b": "capital of peru?", "label": 1},
-        {"text_a": "how do i learn java", "text_b": "how do i learn python well", "label": 0},
-    ] * 5
-    path.write_text(json.dumps(pairs), encoding="utf-8")
-    return path
-
-
 def test_calibrate_command(tmp_path: Path) -> None:
     """``llm-middleware semantic calibrate`` writes a table a SemanticMatch accepts."""
     out = tmp_path / "table.json"
     done = subprocess.run(
         [sys.executable, "-m", "llm_middleware", "semantic", "calibrate",
-         "--pairs", str(_pairs(tmp_path / "pairs.json")),
+         "--pairs", str(write_pairs(tmp_path / "pairs.json")),
          "--embedder", "tests.support.semantic_support:WordsEmbedder", "--out", str(out)],
         cwd=ROOT, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
@@ -235,8 +224,8 @@ def test_default_embedder_end_to_end(cache: MultiLevelCache, llm: Counter) -> No
 def test_benchmark_runs_and_writes_rows(tmp_path: Path) -> None:
     """``benchmarks.semantic`` prints and writes the named rows (no figure is checked);
     it refuses to calibrate on the pairs it evaluates."""
-    pairs = _pairs(tmp_path / "pairs.json")
-    other = _pairs(tmp_path / "calibration.json")
+    pairs = write_pairs(tmp_path / "pairs.json")
+    other = write_pairs(tmp_path / "calibration.json")
     out = tmp_path / "rows.json"
     command = [
         sys.executable, "-m", "benchmarks.semantic", "--pairs", str(pairs),

@@ -26,7 +26,7 @@ from llm_middleware.semantic.shared import decode_partition
 from llm_middleware.semantic.verify import MISS, Observation, observed
 
 from .support.llm import Counter
-from .support.semantic_support import WordsEmbedder, table
+from .support.semantic_support import PAIRS, WordsEmbedder, table, write_pairs
 
 FRANCE = "Explain the capital of France"
 FRANCE_2 = "Explain the capital city of France"
@@ -189,14 +189,8 @@ def test_benchmark_verified_rows(tmp_path: Path) -> None:
     ones, with verification calls and net calls saved (no figure is checked)."""
     from benchmarks.semantic import main
 
-    pairs = [
-        {"text_a": "how do i learn python", "text_b": "how can i learn python fast", "label": 1},
-        {"text_a": "how do i bake bread", "text_b": "how to bake bread at home", "label": 1},
-        {"text_a": "what is the capital of peru", "text_b": "capital of peru?", "label": 1},
-        {"text_a": "how do i learn java", "text_b": "how do i learn python well", "label": 0},
-    ] * 5
-    (tmp_path / "pairs.json").write_text(json.dumps(pairs), encoding="utf-8")
-    (tmp_path / "cal.json").write_text(json.dumps(pairs[::-1]), encoding="utf-8")
+    write_pairs(tmp_path / "pairs.json")
+    write_pairs(tmp_path / "cal.json", PAIRS[::-1])
     out = tmp_path / "rows.json"
     code = main([
         "--pairs", str(tmp_path / "pairs.json"), "--calibrate", str(tmp_path / "cal.json"),

@@ -7,8 +7,10 @@ close; texts sharing none are nearly orthogonal. No model, no randomness."""
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 
@@ -46,3 +48,18 @@ class WordsEmbedder:
 def table(threshold: float = 0.8) -> CalibrationTable:
     """A calibration of `WordsEmbedder`: ``max_wrong`` 0.01 → ``threshold``."""
     return CalibrationTable("test-words", {0.01: threshold, 0.05: threshold - 0.1})
+
+
+PAIRS = [
+    {"text_a": "how do i learn python", "text_b": "how can i learn python fast", "label": 1},
+    {"text_a": "how do i bake bread", "text_b": "how to bake bread at home", "label": 1},
+    {"text_a": "what is the capital of peru", "text_b": "capital of peru?", "label": 1},
+    {"text_a": "how do i learn java", "text_b": "how do i learn python well", "label": 0},
+] * 5
+"""A small file of labelled pairs for the semantic commands (duplicates on purpose)."""
+
+
+def write_pairs(path: Path, pairs: Sequence[dict[str, object]] = PAIRS) -> Path:
+    """``pairs`` written as the JSON file of labelled pairs the semantic commands read."""
+    path.write_text(json.dumps(list(pairs)), encoding="utf-8")
+    return path

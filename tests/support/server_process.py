@@ -12,12 +12,14 @@ port accepts connections.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
 import socket
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import ClassVar, TypeVar
 
@@ -127,6 +129,15 @@ class ServerProcess:
     def resume(self) -> None:
         """SIGCONT after `pause`."""
         self._signal(signal.SIGCONT)
+
+    @contextlib.contextmanager
+    def paused(self) -> Iterator[None]:
+        """`pause` for the block, then `resume`."""
+        self.pause()
+        try:
+            yield
+        finally:
+            self.resume()
 
     def __enter__(self: _S) -> _S:
         return self.start()
