@@ -195,7 +195,7 @@ class CachedFunction:
                                 found.duration_ms,
                                 found.saved_tokens,
                                 value,
-                                _by_name(args, kwargs) if listening else None,
+                                self.binder.bind(args, kwargs) if listening else None,
                             )
                             return value if self.on_hit is None else self.on_hit(value), None
                         trace = Trace(self.name, key, recorders, out)
@@ -277,9 +277,3 @@ def _semantic_hook(setting: object, ignore: tuple[str, ...]) -> SemanticHook | N
     if setting is True:
         return SemanticHook(SemanticMatch(), ignore, config.default_semantic)
     raise DecorationError(f"semantic= takes a SemanticMatch, True or False, not {setting!r}")
-
-
-def _by_name(args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
-    """A call's arguments for the listeners: keywords by name, positional ones by
-    position (``"0"``, ``"1"``, ...)."""
-    return {**{str(n): value for n, value in enumerate(args)}, **kwargs}

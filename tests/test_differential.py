@@ -4,9 +4,10 @@ A call can be answered by tier 1 read inline or by the flow's lookup; its decisi
 come from the memo or from the steps; its events can go to structlog at INFO or DEBUG,
 or to the standard library's logging while structlog is unconfigured; it can be a sync
 or an async function, or a method. The same script of calls runs through every
-combination and must give equal answers, equal counters and equal ``cache.result``
-(and ``cache.error``/``cache.bypass``) fields, but for the call's own identity and
-timings.
+combination and must give equal answers, equal counters, equal ``cache.result``
+(and ``cache.error``/``cache.bypass``) fields and equal call ends for the listeners
+(``observe()``, OpenTelemetry: the arguments by name among them), but for the call's own
+identity and timings.
 """
 
 from __future__ import annotations
@@ -20,7 +21,14 @@ import pytest
 import structlog
 from structlog.testing import LogCapture
 
-from llm_middleware import MultiLevelCache, bypass, cache_by_intent, configure, use_policy
+from llm_middleware import (
+    MultiLevelCache,
+    bypass,
+    cache_by_intent,
+    configure,
+    listeners,
+    use_policy,
+)
 from llm_middleware.backends.memory import MemoryBackend
 from llm_middleware.policy import CachePolicy
 from llm_middleware.testing import FakeClock
@@ -134,6 +142,9 @@ def _run(trace: str, kind: str, decision: str, tier_1: str) -> dict[str, Any]:
 
     capture = _capture(trace)
     events = next(capture)
+    ends: list[listeners.CallEnd] = []
+    listen = ends.append
+    listeners.add(listen)
     try:
         call("Explain HTTP caching")  # miss
         call("Explain HTTP caching")  # hit
@@ -152,6 +163,7 @@ def _run(trace: str, kind: str, decision: str, tier_1: str) -> dict[str, Any]:
             call("Write a haiku")  # miss
             call("Write a haiku")  # hit
     finally:
+        listeners.remove(listen)
         for _ in capture:
             pass
     stats = dict(cache.stats())
@@ -166,7 +178,14 @@ def _run(trace: str, kind: str, decision: str, tier_1: str) -> dict[str, Any]:
     for event in seen:
         event.pop("log_level", None)
         event.pop("level", None)
-    return {"answers": got, "stats": stats, "function": function_stats, "events": seen}
+    heard = [(e.outcome, e.tier, e.policy, e.extra, dict(e.arguments or {}), e.value) for e in ends]
+    return {
+        "answers": got,
+        "stats": stats,
+        "function": function_stats,
+        "events": seen,
+        "listeners": heard,
+    }
 
 
 @pytest.fixture(scope="module")
@@ -187,6 +206,7 @@ def test_every_route_gives_the_same_answers_counters_and_results(
     assert outcome["stats"] == reference["stats"]
     assert outcome["function"] == reference["function"]
     assert outcome["events"] == reference["events"]
+    assert outcome["listeners"] == reference["listeners"]
 
 
 def test_the_reference_script_exercises_every_outcome(reference: dict[str, Any]) -> None:
@@ -198,4 +218,6 @@ def test_the_reference_script_exercises_every_outcome(reference: dict[str, Any])
     assert ("cache.error", None, "L1") in outcomes
     assert ("cache.result", "bypass", None) in outcomes
     assert reference["stats"]["promotions"] == 2
+    assert len(reference["listeners"]) == len(reference["answers"])
+    assert reference["listeners"][1][4] == {"prompt": "Explain HTTP caching"}
     assert reference["answers"][:7] == ["answer #1 to Explain HTTP caching"] * 7
