@@ -210,6 +210,8 @@ class CachedFunction:
         if trace is None:
             trace = Trace(self.name, ctx.key, self.recorders(cache))
         else:
+            if trace.key != ctx.key:  # the steps decided another key: its tier 1 is unread
+                start = -1
             trace.key = ctx.key
         ctx.trace = trace
         decided = ctx.read and ctx.key is not None and ctx.policy is not None

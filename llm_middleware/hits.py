@@ -16,9 +16,12 @@ takes the flow only when it finds no answer.
 It is the lookup of tier 1, done without the flow's generators: what it read is
 handled as the lookup handles it (a failing read or an invalid entry reported, the
 invalid entry deleted), and the flow that follows looks up from tier 2 -- so tier 1
-is read once per call and an entry decoded at most once. Only an absent entry sends
-the flow back to tier 1: after the steps have run, an answer stored meanwhile by a
-concurrent identical call is then found, not called again.
+is read once per call and an entry decoded at most once. Only what the inline read
+cannot settle sends the flow to tier 1: a key whose generation is due to be read
+again, or an entry sealed under an older encryption key (the flow seals it anew).
+A concurrent identical call whose answer is stored meanwhile is still not called
+again: in this process single-flight hands its answer over, across processes the
+stampede lock (``lock=True``) looks the tiers up again once it holds the lock.
 """
 
 from __future__ import annotations
@@ -74,11 +77,11 @@ def inline_tier(cache: MultiLevelCache, out: Output, may_block: bool) -> bool:
 
 def read_first(cache: MultiLevelCache, key: str, codec: Codec) -> Envelope | int | Exception:
     """Tier 1's answer for the (logical) ``key``: its `Envelope` when it is one (report
-    it with `report_hit`); else what `settle` needs -- ``0`` when tier 1 holds nothing
-    (or the key's generation or the entry's encryption key needs the flow: it reads
-    generations, and seals an entry again under the newest key), ``1`` when its entry
-    has expired, or the exception its read raised or the `InvalidEntry` it holds.
-    Check `inline_tier` first."""
+    it with `report_hit`); else what `settle` needs -- ``1`` when tier 1 holds no
+    answer (nothing, or an expired entry), ``0`` when the flow must read tier 1 itself
+    (the key's generation is due to be read again, or the entry is sealed under an
+    older encryption key, which the flow seals anew), or the exception its read raised
+    or the `InvalidEntry` it holds. Check `inline_tier` first."""
     now = cache.timer()
     physical = cache.generations.known(key, now)
     if physical is None:  # a generation to read again: the flow's lookup reads it
@@ -88,7 +91,7 @@ def read_first(cache: MultiLevelCache, key: str, codec: Codec) -> Envelope | int
     except Exception as exc:
         return exc
     if data is None:
-        return 0
+        return 1
     try:
         found = cache.entry(0, physical, data, codec, now)
     except InvalidEntry as exc:
@@ -102,7 +105,7 @@ def read_first(cache: MultiLevelCache, key: str, codec: Codec) -> Envelope | int
 def settle(cache: MultiLevelCache, key: str, found: int | Exception, trace: Trace) -> int:
     """Handle what `read_first` found that is not an answer, as the lookup would: a
     failing read reported, an invalid entry reported and deleted. Returns the tier the
-    flow's lookup starts from: tier 1 again only when it held nothing."""
+    flow's lookup starts from: tier 2, unless the flow must read tier 1 itself."""
     if isinstance(found, int):
         return found
     tier = cache.tiers[0]

@@ -107,3 +107,47 @@ def test_a_planted_entry_is_inflated_once_per_call(
         assert len(inflations) - before == 1, f"round {round_}: inflated more than once"
     assert llm.calls == 4  # each planted entry was a miss
     assert info()["misses"] == 4
+
+
+class _CountingMemory(MemoryBackend):
+    """A memory tier that counts its reads."""
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        self.reads = 0
+
+    def get(self, key: str) -> bytes | None:
+        self.reads += 1
+        return super().get(key)
+
+
+@pytest.mark.parametrize("tier_1", ["inline", "blocking"])
+@pytest.mark.parametrize("decision", ["memo", "steps"])
+@pytest.mark.parametrize("is_async", [False, True], ids=["sync", "async"])
+def test_a_call_reads_tier_1_once(
+    clock: FakeClock, llm: Counter, tier_1: str, decision: str, is_async: bool
+) -> None:
+    """A miss, a hit, a miss on a new prompt and a miss on an evicted entry each read
+    tier 1 once (with a shared tier 1, a second read would be a second round trip)."""
+    kind = type("Tier1", (_CountingMemory,), {"nonblocking": tier_1 == "inline"})
+    top = kind(maxsize=100, ttl=86_400, timer=clock)
+    cache = MultiLevelCache([top, MemoryBackend(timer=clock)], timer=clock)
+    ask, info = _ask(is_async, cache, llm)
+    with capture_logs() as events:
+        ask("Explain HTTP caching")  # a miss: stores
+    structlog.reset_defaults()  # unconfigured again: no debug events wanted, as in production
+    key = next(e["key"] for e in events if e["event"] == "cache.result")
+
+    def reads(prompt: str) -> int:
+        if decision == "steps":
+            configure()  # no remembered decision: the steps decide
+        before = top.reads
+        ask(prompt)
+        return top.reads - before
+
+    assert reads("Explain HTTP caching") == 1  # a hit
+    assert reads("Explain DNS caching") == 1  # a miss
+    for backend in cache.backends:
+        backend.delete(key)
+    assert reads("Explain HTTP caching") == 1  # a miss again
+    assert info()["misses"] == 3 and llm.calls == 3
