@@ -26,13 +26,13 @@ import dis
 import functools
 import hashlib
 import inspect
-import math
 import sys
 import types
 import warnings
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
+from ._plain import is_plain
 from .errors import CacheIdentityWarning, DecorationError
 from .keys import canonical_json
 
@@ -47,22 +47,6 @@ class Identity(NamedTuple):
     name: str
     key_name: str
     owner: object = None
-
-
-def _plain(value: Any, depth: int = 0) -> bool:
-    """Plain JSON data of exactly the built-in types (tuples as lists)."""
-    kind = type(value)
-    if kind in (str, int, bool, type(None)):
-        return True
-    if kind is float:
-        return math.isfinite(value)
-    if depth > 100:
-        return False
-    if kind is list or kind is tuple:
-        return all(_plain(item, depth + 1) for item in value)
-    if kind is dict:
-        return all(type(k) is str and _plain(v, depth + 1) for k, v in value.items())
-    return False
 
 
 def _code(value: Any) -> bool:
@@ -100,7 +84,7 @@ def _captured(func: Any) -> tuple[dict[str, Any], list[str]]:
         except ValueError:  # not bound yet: nothing to read at decoration
             others.append(name)
             continue
-        if _plain(value):
+        if is_plain(value, tuples=True):
             data[name] = value
         elif not _code(value):
             others.append(name)
@@ -137,7 +121,7 @@ def identify(target: Callable[..., Any], name: str | None, namespace: object) ->
         bound.append({"args": list(inner.args), "keywords": dict(inner.keywords)})
         inner = inner.func
     for i, part in enumerate(reversed(bound)):
-        if _plain(part):
+        if is_plain(part, tuples=True):
             data[f"partial{i}"] = part
         else:
             others.append(f"the arguments bound by functools.partial #{i}")

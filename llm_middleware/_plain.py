@@ -4,7 +4,8 @@ Plain JSON data is dicts with ``str`` keys, lists (and, where a caller allows th
 tuples), ``str``, ``int``, ``bool``, ``None`` and finite ``float`` -- of exactly those
 types, no subclasses (an IntEnum or a str subclass could stand for something its JSON
 does not show, and would read back as the base type). Used for argument fingerprints
-(``memo``) and for values stored as JSON (``codec``).
+(``memo``), for values stored as JSON (``codec``) and for the data a closure captures
+(``_identity``).
 """
 
 from __future__ import annotations
@@ -51,10 +52,11 @@ def plain_size(values: Iterable[Any], budget: int, *, tuples: bool = True) -> in
     return budget
 
 
-def is_plain(value: object) -> bool:
-    """Whether ``value`` is plain JSON data without tuples: it reads back from JSON
-    equal *and of the same types*. Too deep to walk counts as not plain."""
+def is_plain(value: object, *, tuples: bool = False) -> bool:
+    """Whether ``value`` is plain JSON data (``tuples``: tuples count as lists); without
+    tuples it reads back from JSON equal *and of the same types*. Too deep to walk
+    counts as not plain."""
     try:
-        return plain_size((value,), 1 << 62, tuples=False) >= 0
+        return plain_size((value,), 1 << 62, tuples=tuples) >= 0
     except RecursionError:
         return False
