@@ -4,8 +4,9 @@ Plain JSON data is dicts with ``str`` keys, lists (and, where a caller allows th
 tuples), ``str``, ``int``, ``bool``, ``None`` and finite ``float`` -- of exactly those
 types, no subclasses (an IntEnum or a str subclass could stand for something its JSON
 does not show, and would read back as the base type). Used for argument fingerprints
-(``memo``), for values stored as JSON (``codec``) and for the data a closure captures
-(``_identity``).
+(``memo``), for values stored as JSON (``codec``), for the data a closure captures
+(``_identity``) and for keys (``keys``: plain data is written by orjson without
+further checks; only other data takes the key's own walk, which accepts more types).
 """
 
 from __future__ import annotations

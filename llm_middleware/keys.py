@@ -26,6 +26,7 @@ from typing import Any
 
 import orjson
 
+from ._plain import plain_size
 from .argkey import ArgumentKey, argument_key
 from .bounded import BoundedMemo
 
@@ -98,10 +99,12 @@ _FOREIGN = (enum.Enum, uuid.UUID)
 
 
 def _scan(obj: Any) -> bool:
-    """Walk the containers of ``obj``: refuse non-string dict keys (JSON would turn
-    ``{1: x}`` into ``{"1": x}``) and NaN or infinities (which orjson writes as
-    ``null``) with `UnkeyableError`. ``True`` when the standard library's encoder
-    must write ``obj``: a text longer than ``_HUGE_TEXT``, an Enum or a UUID."""
+    """Walk the containers of data that is not plain JSON data (`plain_size` judged it;
+    subclasses of the built-in types, Enums, UUIDs, models and the like are keyable
+    too): refuse non-string dict keys (JSON would turn ``{1: x}`` into ``{"1": x}``)
+    and NaN or infinities (which orjson writes as ``null``) with `UnkeyableError`.
+    ``True`` when the standard library's encoder must write ``obj``: a text longer
+    than ``_HUGE_TEXT``, an Enum or a UUID."""
     if isinstance(obj, dict):
         for key in obj:
             if type(key) is not str:
@@ -175,7 +178,9 @@ def canonical_bytes(data: Any) -> bytes:
     Raises `UnkeyableError` for anything that has no canonical form.
     """
     try:
-        stdlib = _scan(data)
+        # plain JSON data whose texts fit orjson (the common case) is written as it is;
+        # anything else is checked for what has no canonical form, and for its encoder
+        stdlib = plain_size((data,), _HUGE_TEXT) < 0 and _scan(data)
     except RecursionError as exc:
         raise UnkeyableError("cannot build a cache key: nested too deeply") from exc
     if not stdlib:
