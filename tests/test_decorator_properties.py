@@ -4,9 +4,12 @@ tiers, and a clock that moves.
 
 Invariant: every answer equals what the uncached function returns for the arguments'
 content at call time, or an answer the function produced for exactly that content,
-within its lifetime (plus the stale grace window). The function records the content it
-saw with each answer it produced, so an answer computed from other content -- a refresh
-or a shared call reading changed arguments, an entry of another key -- is caught.
+within its lifetime (plus the stale grace window, where the functions serve stale
+answers: a machine draws whether they do, so that the other half of the runs take the
+routes a stale answer turns off -- the remembered decision and tier 1 read inline).
+The function records the content it saw with each answer it produced, so an answer
+computed from other content -- a refresh or a shared call reading changed arguments, an
+entry of another key -- is caught.
 """
 
 from __future__ import annotations
@@ -47,10 +50,11 @@ def content_of(messages: Chat) -> str:
     return json.dumps(messages, sort_keys=True)
 
 
-def lifetime(messages: Chat) -> float:
-    """How long an answer for ``messages`` may be served: its policy's ttl plus grace."""
+def lifetime(messages: Chat, stale: float) -> float:
+    """How long an answer for ``messages`` may be served: its policy's ttl plus the
+    ``stale`` grace."""
     ttl = IntentRules.default().classify(messages[-1]["content"]).ttl
-    return ttl + STALE
+    return ttl + stale
 
 
 GARBAGE = [
@@ -76,8 +80,9 @@ GARBAGE = [
 class DecoratorMachine(RuleBasedStateMachine):
     """One decorated chat function over two memory tiers on a fake clock."""
 
-    @initialize()
-    def setup(self) -> None:
+    @initialize(stale=st.sampled_from([STALE, 0.0]))
+    def setup(self, stale: float) -> None:
+        self.stale = stale
         self.clock = FakeClock(1_000_000.0)
         self.tiers = [
             MemoryBackend(maxsize=20, timer=self.clock),
@@ -95,7 +100,7 @@ class DecoratorMachine(RuleBasedStateMachine):
         )
         produced, guard, clock, llm = self.produced, self.guard, self.clock, self.llm
 
-        @cache_by_intent(cache=self.cache, stale_ttl=STALE)
+        @cache_by_intent(cache=self.cache, stale_ttl=stale)
         def chat(messages: Chat) -> str:
             seen = content_of(messages)
             with guard:  # the answer and its record at once
@@ -103,7 +108,7 @@ class DecoratorMachine(RuleBasedStateMachine):
                 produced[seen].append((answer, clock()))
             return answer
 
-        @cache_by_intent(cache=self.cache, stale_ttl=STALE)
+        @cache_by_intent(cache=self.cache, stale_ttl=stale)
         async def achat(messages: Chat) -> str:
             await asyncio.sleep(0)
             return str(chat.__wrapped__(messages))  # the same answers, recorded alike
@@ -132,7 +137,9 @@ class DecoratorMachine(RuleBasedStateMachine):
         with self.guard:
             valid = [t for a, t in self.produced[seen] if a == answer]
         assert valid, f"{answer!r} was never produced for {seen}"
-        assert any(now - t <= lifetime(messages) for t in valid), f"{answer!r} outlived itself"
+        assert any(now - t <= lifetime(messages, self.stale) for t in valid), (
+            f"{answer!r} outlived itself"
+        )
 
     @rule(which=st.integers(0, len(PROMPTS) - 1), then=st.sampled_from(PROMPTS))
     def call_then_change_the_arguments(self, which: int, then: str) -> None:
