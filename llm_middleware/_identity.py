@@ -33,7 +33,7 @@ from collections.abc import Callable
 from typing import Any, NamedTuple
 
 from ._plain import is_plain
-from .errors import CacheIdentityWarning, DecorationError
+from .errors import CacheIdentityWarning
 from .keys import canonical_json
 
 __all__ = ["Identity", "identify"]
@@ -109,9 +109,7 @@ def identify(target: Callable[..., Any], name: str | None, namespace: object) ->
     """The identity of ``target`` (see the module docstring); ``name``: an explicit
     one. Warns (`CacheIdentityWarning`) when ``target`` captures values that cannot
     join its identity and neither ``name`` nor ``namespace`` is given."""
-    if name is not None:
-        if not isinstance(name, str) or not name.strip():
-            raise DecorationError(f"name= takes a non-empty string, got {name!r}")
+    if name is not None:  # checked by `CacheOptions`
         return Identity(name, name, _owner(target))
     data: dict[str, Any] = {}
     others: list[str] = []

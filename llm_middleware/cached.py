@@ -270,12 +270,13 @@ class CachedFunction:
         return await (wrapped(*args, **kwargs) if flow is None else run_async(flow))
 
 
-def _semantic_hook(setting: object, ignore: tuple[str, ...]) -> SemanticHook | None:
+def _semantic_hook(
+    setting: SemanticMatch | bool | None, ignore: tuple[str, ...]
+) -> SemanticHook | None:
     """How a function takes part in semantic matching: its own `SemanticMatch`
     (``True``: one with the defaults), ``False`` (never), or ``None`` (follow
-    ``configure(semantic=...)``)."""
-    if setting is None or setting is False or isinstance(setting, SemanticMatch):
-        return None if setting is False else SemanticHook(setting, ignore, config.default_semantic)
-    if setting is True:
-        return SemanticHook(SemanticMatch(), ignore, config.default_semantic)
-    raise DecorationError(f"semantic= takes a SemanticMatch, True or False, not {setting!r}")
+    ``configure(semantic=...)``); `CacheOptions` checked the setting."""
+    if setting is False:
+        return None
+    match = SemanticMatch() if setting is True else setting
+    return SemanticHook(match, ignore, config.default_semantic)

@@ -9,6 +9,7 @@ holds the two equal) and its line in the docs.
 from __future__ import annotations
 
 import dataclasses
+import types
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
@@ -61,6 +62,23 @@ class CacheOptions:
         def normalize(name: str, value: object) -> None:
             object.__setattr__(self, name, value)
 
+        if self.cache is not None and not isinstance(self.cache, MultiLevelCache):
+            raise DecorationError(f"cache= takes a MultiLevelCache, not {self.cache!r}")
+        for option in ("prompt_arg", "namespace"):
+            value = getattr(self, option)
+            if value is not None and not (isinstance(value, str) or callable(value)):
+                raise DecorationError(f"{option}= takes a name or a callable, not {value!r}")
+        if self.name is not None and (not isinstance(self.name, str) or not self.name.strip()):
+            raise DecorationError(f"name= takes a non-empty string, got {self.name!r}")
+        if self.namespace_required not in (None, True, False):
+            raise DecorationError(
+                f"namespace_required= takes True, False or None, not {self.namespace_required!r}"
+            )
+        if self.semantic is not None and not isinstance(self.semantic, (bool, SemanticMatch)):
+            raise DecorationError(
+                f"semantic= takes a SemanticMatch, True or False, not {self.semantic!r}"
+            )
+
         ignore: Iterable[object] | str = self.ignore
         if isinstance(ignore, str) or not all(isinstance(i, str) for i in ignore):
             raise DecorationError("ignore= takes a sequence of argument names")
@@ -72,9 +90,11 @@ class CacheOptions:
         normalize("steps", steps)
         merged = {**DEFAULT_TIERS_FOR, **(self.tiers_for or {})}
         for policy, depth in merged.items():
-            if depth is not None and (not isinstance(depth, int) or depth < 1):
+            if not isinstance(policy, CachePolicy):
+                raise DecorationError(f"tiers_for= is keyed by CachePolicy, not {policy!r}")
+            if depth is not None and (type(depth) is not int or depth < 1):
                 raise DecorationError(f"tiers_for[{policy}] must be a positive int or None")
-        normalize("tiers_for", merged)
+        normalize("tiers_for", types.MappingProxyType(merged))  # read-only, as the rest
         lock: object = self.lock
         if lock is True:
             lock = StampedeLock()

@@ -8,7 +8,7 @@ import typing
 
 import pytest
 
-from llm_middleware import DecorationError, cache_by_intent
+from llm_middleware import CachePolicy, DecorationError, cache_by_intent
 from llm_middleware.decorator import CacheOptions, decorate
 
 
@@ -40,6 +40,14 @@ def test_a_misspelled_option_is_refused_at_once_naming_the_valid_ones() -> None:
         ({"ignore": "client"}, "ignore="),
         ({"steps": [42]}, "steps="),
         ({"rules": 42}, "rules="),
+        ({"cache": "memory://"}, "cache="),
+        ({"prompt_arg": 3}, "prompt_arg="),
+        ({"namespace": 3}, "namespace="),
+        ({"name": " "}, "name="),
+        ({"namespace_required": "yes"}, "namespace_required="),
+        ({"semantic": 0.9}, "semantic="),
+        ({"tiers_for": {"long": 1}}, "tiers_for="),
+        ({"tiers_for": {CachePolicy.LONG: 1.5}}, "tiers_for"),
     ],
 )
 def test_bad_option_values_raise_before_any_function(
@@ -57,6 +65,8 @@ def test_options_are_frozen_and_normalized() -> None:
     assert options.stale_ttl == 5.0 and isinstance(options.stale_ttl, float)
     with pytest.raises(dataclasses.FrozenInstanceError):
         options.stale_ttl = 1.0  # type: ignore[misc]
+    with pytest.raises(TypeError):  # the policies' depths too
+        options.tiers_for[CachePolicy.LONG] = 1  # type: ignore[index]
 
 
 def test_decorate_takes_an_options_object_or_keywords() -> None:
