@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import collections.abc
 import copy
+import enum
 import io
 import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from . import listeners
 from ._io import Call, Flow, run_async, run_sync, unwrap
@@ -30,7 +31,7 @@ from .trace import Trace
 if TYPE_CHECKING:
     from .semantic.level import Probe, SemanticHook
 
-__all__ = ["Commit", "FlowOptions", "ResultAdapter", "StampedeLock", "cached_call"]
+__all__ = ["Commit", "FlowOptions", "ResultAdapter", "StampedeLock", "cached_call", "end_call"]
 
 
 def refresh_flow(
@@ -129,7 +130,7 @@ def cached_call(
         trace.stats.bypass(ctx.skip, policy=None if ctx.policy is None else ctx.policy.value)
         value, ms = yield Call(call)
         trace.debug("cache.call", duration_ms=round(ms, 3))
-        _result(trace, "bypass", None, ctx, started, 0.0, 0, value=value)
+        end_call(trace, "bypass", None, ctx, started, 0.0, 0, value=value)
         return value
     assert ctx.key is not None and ctx.policy is not None
     shared = not private and (adapter is None or adapter.shareable(ctx))
@@ -181,7 +182,7 @@ def cached_call(
             value, ms = yield Call(call)
             trace.debug("cache.call", duration_ms=round(ms, 3))
             trace.stats.miss(ctx.policy.value)
-            _result(trace, "miss", None, ctx, started, 0.0, 0, value=value)
+            end_call(trace, "miss", None, ctx, started, 0.0, 0, value=value)
             return value
         trace.stats.miss(ctx.policy.value)
         value = yield from _finish(ctx, cache, codec, outcome, options, probe)
@@ -189,7 +190,7 @@ def cached_call(
         upstream.release()
     judged = {} if probe is None else probe.verdict
     outcome_name = "verify" if "verify_match" in judged else "miss"
-    _result(trace, outcome_name, None, ctx, started, 0.0, 0, value=value, **judged)
+    end_call(trace, outcome_name, None, ctx, started, 0.0, 0, value=value, **judged)
     return value
 
 
@@ -262,8 +263,15 @@ _CONSUMED = (
     collections.abc.Awaitable,
     io.IOBase,
 )
-_ONE_SHOT: Any = object()
-"""`_own_copy`'s answer for a value that cannot be handed to a second caller."""
+
+
+class _OneShot(enum.Enum):
+    """`_own_copy`'s answer for a value that cannot be handed to a second caller."""
+
+    ONE_SHOT = "ONE_SHOT"
+
+
+_ONE_SHOT: Literal[_OneShot.ONE_SHOT] = _OneShot.ONE_SHOT
 
 
 def _own_copy(value: Any) -> Any:
@@ -317,7 +325,7 @@ def store_value(
     yield from cache.store(ctx.key, data, ctx.ttl + stale_ttl, depth, ctx.trace, inflated)
 
 
-def _result(
+def end_call(
     trace: Trace,
     outcome: str,
     tier: str | None,

@@ -39,8 +39,7 @@ from .chain import (
     run_steps,
 )
 from .codec import Codec, register_type
-from .flow import _result as end_call
-from .flow import store_value
+from .flow import end_call, store_value
 from .hits import report_hit
 from .intent_text import last_user_text
 from .policy import CachePolicy, Classifier, IntentRules

@@ -40,8 +40,7 @@ from .chain import (
 )
 from .clientwrap import TRANSPORT_OPTIONS
 from .codec import Codec, register_type
-from .flow import _result as end_call
-from .flow import store_value
+from .flow import end_call, store_value
 from .hits import report_hit
 from .policy import CachePolicy
 from .stats import CacheStats, Recorders
