@@ -194,7 +194,8 @@ class EmbeddingsCache:
             if hit is not None:
                 env = hit.envelope
                 found[key] = env.value
-                report_hit(ctx.trace.stats, ctx.trace, hit.tier, env.policy, started,
+                policy = None if ctx.policy is None else ctx.policy.value
+                report_hit(ctx.trace.stats, ctx.trace, hit.tier, policy, started,
                            env.duration_ms, env.saved_tokens, arguments=ctx.arguments)  # fmt: skip
         missing = [key for key in unique if key not in found]
         fresh = None
