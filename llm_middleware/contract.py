@@ -14,7 +14,15 @@ from typing import Literal, Protocol, runtime_checkable
 
 from .errors import ConfigurationError
 
-__all__ = ["NO_VALUE", "AsyncBackend", "AtomicAdd", "Backend", "ConfigurationError", "NoValue"]
+__all__ = [
+    "NO_VALUE",
+    "AsyncBackend",
+    "AtomicAdd",
+    "Backend",
+    "ConfigurationError",
+    "NoValue",
+    "NoValueType",
+]
 
 
 class NoValue(enum.Enum):
@@ -34,6 +42,7 @@ NO_VALUE: Literal[NoValue.NO_VALUE] = NoValue.NO_VALUE
 """No value: not found, not answered (a lookup that falls through to the next step)."""
 
 NoValueType = Literal[NoValue.NO_VALUE]
+"""The type of `NO_VALUE`, for annotations (``bytes | NoValueType``)."""
 
 
 @runtime_checkable
