@@ -102,9 +102,13 @@ class CachedFunction:
         self.stats = CacheStats(self.name)
         self.flights = Flights()
         self.async_flights: AsyncFlights[Any] = AsyncFlights()
-        self.revalidations = Revalidations()
         self.flow_options = FlowOptions(
-            adapter, options.lock, options.stale_ttl, _semantic_hook(options.semantic, self.ignore)
+            self.codec,
+            Revalidations(),
+            adapter,
+            options.lock,
+            options.stale_ttl,
+            _semantic_hook(options.semantic, self.ignore),
         )
         self._recorders: Recorders | None = None
         self.on_hit = None if adapter is None else adapter.on_hit
@@ -238,8 +242,8 @@ class CachedFunction:
             owner = self.owner if instance is None else instance
             call, private = snapshot_call(wrapped, args, kwargs, live, owner)
         flow = cached_call(
-            ctx, cache, self.codec, call, flights, self.revalidations, self.flow_options,
-            started, private=private, start=max(start, 0),
+            ctx, cache, call, flights, self.flow_options, started,
+            private=private, start=max(start, 0),
         )  # fmt: skip
         return NO_VALUE, flow
 

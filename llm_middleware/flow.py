@@ -14,7 +14,7 @@ import io
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from . import listeners
@@ -89,8 +89,12 @@ class ResultAdapter(Protocol):
 
 @dataclass(frozen=True)
 class FlowOptions:
-    """Per-function choices the flow follows."""
+    """What one decorated function gives every call's flow: how its answers are encoded
+    (``codec``), its background refreshes (``revalidations``, shared by its calls), and
+    the choices it was decorated with."""
 
+    codec: Codec = field(default_factory=Codec)
+    revalidations: Revalidations = field(default_factory=Revalidations)
     adapter: ResultAdapter | None = None
     lock: StampedeLock | None = None
     stale_ttl: float = 0.0
@@ -100,11 +104,9 @@ class FlowOptions:
 def cached_call(
     ctx: CallContext,
     cache: MultiLevelCache,
-    codec: Codec,
     call: Callable[[], Any] | Callable[[], Awaitable[Any]],
     flights: Flights | AsyncFlights[Any],
-    revalidations: Revalidations,
-    options: FlowOptions = FlowOptions(),
+    options: FlowOptions,
     started: float | None = None,
     *,
     private: bool = False,
@@ -120,7 +122,7 @@ def cached_call(
     trace = ctx.trace
     if started is None:
         started = time.perf_counter()
-    adapter = options.adapter
+    codec, adapter = options.codec, options.adapter
     if ctx.policy is not None and trace.wants(logging.DEBUG):
         trace.debug("cache.policy", policy=ctx.policy.value, ttl=ctx.ttl, rule=ctx.rule)
     if ctx.skip is not None:
@@ -141,7 +143,7 @@ def cached_call(
         if hit is not None:
             if hit.stale:
                 yield Revalidate(
-                    revalidations,
+                    options.revalidations,
                     ctx.key,
                     lambda: refresh_flow(ctx, cache, codec, call, options.stale_ttl),
                 )

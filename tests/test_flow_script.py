@@ -18,7 +18,6 @@ from llm_middleware.chain import CallContext
 from llm_middleware.codec import Codec
 from llm_middleware.flow import FlowOptions, cached_call
 from llm_middleware.policy import CachePolicy
-from llm_middleware.revalidate import Revalidations
 from llm_middleware.singleflight import Flights
 from llm_middleware.stampede import Outcome, Upstream
 from llm_middleware.stats import CacheStats, Recorders
@@ -47,7 +46,7 @@ def _flow(stats: CacheStats) -> tuple[Flow[Any], MultiLevelCache]:
     def call() -> str:
         raise AssertionError("the script answers the upstream call")
 
-    flow = cached_call(ctx, cache, Codec(), call, Flights(), Revalidations(), FlowOptions())
+    flow = cached_call(ctx, cache, call, Flights(), FlowOptions())
     return flow, cache
 
 
