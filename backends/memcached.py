@@ -47,7 +47,7 @@ from pymemcache.client.hash import HashClient
 from pymemcache.client.rendezvous import RendezvousHash
 from pymemcache.exceptions import MemcacheError
 
-from llm_middleware.contract import ConfigurationError
+from llm_middleware.contract import ConfigurationError, checking_options
 
 from ._fork import abandon, renew_after_fork
 
@@ -174,14 +174,15 @@ class MemcachedBackend:
         max_pool_size: int = 64,
         max_value_bytes: int = DEFAULT_MAX_VALUE_BYTES,
     ) -> None:
-        specs = _parse_servers(servers)
-        for name, value in [("timeout", timeout), ("connect_timeout", connect_timeout)]:
-            if not value > 0:
-                raise ConfigurationError(f"{name} must be > 0 seconds, got {value!r}")
-        if dead_timeout < 0 or retry_attempts < 0 or retry_timeout < 0:
-            raise ConfigurationError("dead_timeout, retry_attempts, retry_timeout must be >= 0")
-        if max_pool_size < 1 or max_value_bytes < 1:
-            raise ConfigurationError("max_pool_size and max_value_bytes must be >= 1")
+        with checking_options("MemcachedBackend"):
+            specs = _parse_servers(servers)
+            for name, value in [("timeout", timeout), ("connect_timeout", connect_timeout)]:
+                if not value > 0:
+                    raise ConfigurationError(f"{name} must be > 0 seconds, got {value!r}")
+            if dead_timeout < 0 or retry_attempts < 0 or retry_timeout < 0:
+                raise ConfigurationError("dead_timeout, retry_attempts, retry_timeout must be >= 0")
+            if max_pool_size < 1 or max_value_bytes < 1:
+                raise ConfigurationError("max_pool_size and max_value_bytes must be >= 1")
         self.servers = tuple(_format_server(spec) for spec in specs)
         self.max_value_bytes = max_value_bytes
         self._specs = specs

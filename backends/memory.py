@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 from cachetools import Cache, LRUCache
 
-from llm_middleware.contract import ConfigurationError
+from llm_middleware.contract import ConfigurationError, checking_options
 
 from ._fork import Quiesced, renew_after_fork
 
@@ -73,10 +73,11 @@ class MemoryBackend:
         timer: Callable[[], float] = time.monotonic,
         shared: bool = False,
     ) -> None:
-        if maxsize < 1:
-            raise ConfigurationError(f"maxsize must be at least 1, got {maxsize}")
-        if ttl is not None and not 0 < ttl < math.inf:
-            raise ConfigurationError(f"ttl must be positive and finite (seconds), got {ttl}")
+        with checking_options("MemoryBackend"):
+            if maxsize < 1:
+                raise ConfigurationError(f"maxsize must be at least 1, got {maxsize}")
+            if ttl is not None and not 0 < ttl < math.inf:
+                raise ConfigurationError(f"ttl must be positive and finite (seconds), got {ttl}")
         self.maxsize = maxsize
         self.ttl = ttl
         self._timer = timer

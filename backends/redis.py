@@ -32,7 +32,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import ClusterDownError, MaxConnectionsError, RedisClusterException
 from redis.retry import Retry
 
-from llm_middleware.contract import ConfigurationError
+from llm_middleware.contract import ConfigurationError, checking_options
 
 from ._fork import abandon, renew_after_fork
 
@@ -134,12 +134,13 @@ class RedisBackend:
         ssl_cert_reqs: str | None = None,
         client_options: Mapping[str, Any] | None = None,
     ) -> None:
-        if urlsplit(url).scheme not in _SCHEMES:
-            raise ConfigurationError(f"not a redis URL: {_redacted(url)!r} (want redis://...)")
-        if not (socket_timeout > 0 and socket_connect_timeout > 0 and dead_timeout >= 0):
-            raise ConfigurationError("socket timeouts must be > 0 s, dead_timeout >= 0 s")
-        if any(n is not None and n < 1 for n in (max_connections, max_value_bytes)):
-            raise ConfigurationError("max_connections and max_value_bytes must be >= 1 or None")
+        with checking_options("RedisBackend"):
+            if urlsplit(url).scheme not in _SCHEMES:
+                raise ConfigurationError(f"not a redis URL: {_redacted(url)!r} (want redis://...)")
+            if not (socket_timeout > 0 and socket_connect_timeout > 0 and dead_timeout >= 0):
+                raise ConfigurationError("socket timeouts must be > 0 s, dead_timeout >= 0 s")
+            if any(n is not None and n < 1 for n in (max_connections, max_value_bytes)):
+                raise ConfigurationError("max_connections and max_value_bytes must be >= 1 or None")
         self.url = url
         self.cluster = cluster
         self.max_value_bytes = max_value_bytes

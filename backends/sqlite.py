@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
-from llm_middleware.contract import ConfigurationError
+from llm_middleware.contract import ConfigurationError, checking_options
 
 from ._fork import Quiesced, abandon, renew_after_fork
 
@@ -87,13 +87,16 @@ class SQLiteBackend:
         busy_timeout: float = 1.0,
         timer: Callable[[], float] = time.time,
     ) -> None:
-        if max_entries < 1 or purge_every < 1:
-            raise ConfigurationError("max_entries and purge_every must be >= 1")
-        if not busy_timeout >= 0:
-            raise ConfigurationError(f"busy_timeout must be >= 0 seconds, got {busy_timeout!r}")
-        if str(path) in ("", ":memory:"):
-            raise ConfigurationError("sqlite needs a file path (a tier in memory: use memory://)")
-        self.path = Path(path).expanduser().absolute()
+        with checking_options("SQLiteBackend"):
+            if max_entries < 1 or purge_every < 1:
+                raise ConfigurationError("max_entries and purge_every must be >= 1")
+            if not busy_timeout >= 0:
+                raise ConfigurationError(f"busy_timeout must be >= 0 seconds, got {busy_timeout!r}")
+            if str(path) in ("", ":memory:"):
+                raise ConfigurationError(
+                    "sqlite needs a file path (a tier in memory: use memory://)"
+                )
+            self.path = Path(path).expanduser().absolute()
         self.max_entries = max_entries
         self.purge_every = purge_every
         self.busy_timeout = busy_timeout

@@ -3,13 +3,16 @@
 A backend module imports this module and nothing else of the library: the
 protocols it implements (`Backend`, and optionally `AsyncBackend` and
 `AtomicAdd`), the error it raises for bad options (`ConfigurationError`), and the
-typed "no value" sentinel (`NO_VALUE`). ``llm_middleware.testing.BackendContract``
+typed "no value" sentinel (`NO_VALUE`), and `checking_options`, around the checks
+of a backend's options. ``llm_middleware.testing.BackendContract``
 is the test suite that checks a backend against it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import enum
+from collections.abc import Iterator
 from typing import Literal, Protocol, runtime_checkable
 
 from .errors import ConfigurationError
@@ -22,6 +25,7 @@ __all__ = [
     "ConfigurationError",
     "NoValue",
     "NoValueType",
+    "checking_options",
 ]
 
 
@@ -111,3 +115,14 @@ class AtomicAdd(Protocol):
     def add(self, key: str, value: bytes, ttl: float) -> bool:
         """Store ``value`` for ``ttl`` seconds if ``key`` is absent; ``True`` when
         stored, ``False`` when another value is there."""
+
+
+@contextlib.contextmanager
+def checking_options(backend: str) -> Iterator[None]:
+    """Around a backend's checks of its options: an option of the wrong type that a
+    check trips over (``"10" < 1``, ``Path(3)``) is a `ConfigurationError` too, like
+    an option of the wrong value, naming the backend."""
+    try:
+        yield
+    except (TypeError, AttributeError) as exc:
+        raise ConfigurationError(f"bad option for {backend}: {exc}") from exc

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib
+
 import pytest
 
 from llm_middleware import (
@@ -51,6 +53,29 @@ def test_bad_urls_and_options_raise_at_once(url: str, message: str) -> None:
     """Misspelled options, bad values and malformed URLs are configuration errors."""
     with pytest.raises(ConfigurationError, match=message):
         backend_from_url(url)
+
+
+@pytest.mark.parametrize(
+    ("module", "name", "options"),
+    [
+        ("memory", "MemoryBackend", {"maxsize": "10"}),
+        ("memory", "MemoryBackend", {"ttl": "60"}),
+        ("memcached", "MemcachedBackend", {"servers": 11211}),
+        ("memcached", "MemcachedBackend", {"servers": "127.0.0.1:11211", "timeout": "1"}),
+        ("redis", "RedisBackend", {"url": 6379}),
+        ("redis", "RedisBackend", {"socket_timeout": "1"}),
+        ("sqlite", "SQLiteBackend", {"path": 3}),
+        ("sqlite", "SQLiteBackend", {"path": "cache.db", "busy_timeout": "1"}),
+    ],
+)
+def test_a_built_in_backend_refuses_a_wrong_typed_option_as_it_refuses_a_bad_value(
+    module: str, name: str, options: dict[str, object]
+) -> None:
+    """Made directly, each built-in backend raises `ConfigurationError` for an option of
+    the wrong type too (not a bare TypeError from inside its checks), naming itself."""
+    backend_class = getattr(importlib.import_module(f"llm_middleware.backends.{module}"), name)
+    with pytest.raises(ConfigurationError, match=name):
+        backend_class(**options)
 
 
 def test_bad_option_name_in_code() -> None:
