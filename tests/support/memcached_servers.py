@@ -42,6 +42,9 @@ class MemcachedServer(ServerProcess):
         finally:
             client.close()
 
+    def _pid_query(self) -> tuple[bytes, bytes]:
+        return b"stats\r\n", b"STAT pid "
+
     def _command(self) -> list[str]:
         cmd = [self.binary, "-l", HOST, "-p", str(self.port), "-U", "0", "-m", "64", "-t", "2"]
         if hasattr(os, "geteuid") and os.geteuid() == 0:

@@ -89,6 +89,9 @@ class RedisServer(ServerProcess):
             cmd += ["--cluster-config-file", f"nodes-{self.port}.conf"]
         return cmd
 
+    def _pid_query(self) -> tuple[bytes, bytes]:
+        return b"INFO server\r\n", b"process_id:"
+
     def _ready(self) -> None:
         if self.cluster:
             self._assign_all_slots(time.monotonic() + START_TIMEOUT + 2.0)  # + the delay

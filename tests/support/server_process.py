@@ -158,6 +158,29 @@ class ServerProcess:
     def _ready(self) -> None:
         """Called once the port accepts connections; raise if the server cannot serve."""
 
+    def _pid_query(self) -> tuple[bytes, bytes] | None:
+        """A request that makes the server say its process id, and the text before the
+        id in the answer; ``None``: the server cannot say."""
+        return None
+
+    def _serving_pid(self) -> int | None:
+        """The process id of whatever serves ``self.port`` (by `_pid_query`)."""
+        query = self._pid_query()
+        if query is None:
+            return None
+        request, marker = query
+        with socket.create_connection((HOST, self.port), timeout=2.0) as sock:
+            sock.sendall(request)
+            answer = b""
+            while marker not in answer or not answer.split(marker, 1)[1].split(b"\r\n", 1)[1:]:
+                chunk = sock.recv(65536)
+                if not chunk:
+                    break
+                answer += chunk
+        if marker not in answer:
+            return None
+        return int(answer.split(marker, 1)[1].split(b"\r\n", 1)[0])
+
     def _log(self) -> str:
         """The server's log, for the error when it would not start (its stderr comes first)."""
         return ""
@@ -174,6 +197,11 @@ class ServerProcess:
             except OSError:
                 time.sleep(0.01)
                 continue
+            serving = self._serving_pid()
+            if serving is not None and serving != proc.pid:  # another process has the port
+                proc.kill()
+                proc.communicate(timeout=START_TIMEOUT)
+                return f"port {self.port} is served by another process (pid {serving})"
             self._proc = proc
             self._ready()
             return None
