@@ -70,7 +70,7 @@ class CacheOptions:
                 raise DecorationError(f"{option}= takes a name or a callable, not {value!r}")
         if self.name is not None and (not isinstance(self.name, str) or not self.name.strip()):
             raise DecorationError(f"name= takes a non-empty string, got {self.name!r}")
-        if self.namespace_required not in (None, True, False):
+        if self.namespace_required is not None and type(self.namespace_required) is not bool:
             raise DecorationError(
                 f"namespace_required= takes True, False or None, not {self.namespace_required!r}"
             )

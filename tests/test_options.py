@@ -45,6 +45,7 @@ def test_a_misspelled_option_is_refused_at_once_naming_the_valid_ones() -> None:
         ({"namespace": 3}, "namespace="),
         ({"name": " "}, "name="),
         ({"namespace_required": "yes"}, "namespace_required="),
+        ({"namespace_required": 1}, "namespace_required="),
         ({"semantic": 0.9}, "semantic="),
         ({"tiers_for": {"long": 1}}, "tiers_for="),
         ({"tiers_for": {CachePolicy.LONG: 1.5}}, "tiers_for"),
