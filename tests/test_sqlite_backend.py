@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from importlib.metadata import EntryPoint
@@ -40,6 +42,22 @@ class TestSQLiteContract(BackendContract):
         backend = SQLiteBackend(path=tmp_path / "contract.db", timer=clock)
         yield backend
         backend.close()
+
+    def stalled(self, backend: Backend) -> contextlib.AbstractContextManager[None]:
+        """Another thread holds the backend's lock for 0.3 s (a store waiting out a
+        locked file would): a read waits for it."""
+        return _held_for(backend._lock, 0.3)  # type: ignore[attr-defined]
+
+
+@contextlib.contextmanager
+def _held_for(lock: threading.Lock, seconds: float) -> Iterator[None]:
+    lock.acquire()
+    release = threading.Timer(seconds, lock.release)
+    release.start()
+    try:
+        yield
+    finally:
+        release.join()
 
 
 def test_expired_rows_are_misses_until_purged(tmp_path: Path) -> None:
